@@ -1,0 +1,1 @@
+"""Datasets: the Reddit-Amazon release loader, the synthetic world, validation."""

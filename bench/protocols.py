@@ -1,0 +1,51 @@
+"""The two small Protocols every system implements (MTEB-style: Protocols, not base classes).
+
+A retriever indexes a catalog and returns ranked ASINs per conversation. A generator receives a
+conversation with its presented candidates and returns one choice. Plug-ins implement these
+without importing anything from the harness beyond the data objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from bench.data.schema import Catalog, Conversation, Item
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    #: Stable description of model + settings; part of cache keys and the config hash.
+    identity: str
+    #: False when the returned lists are not in score order (the release's shipped lists).
+    ordered: bool
+
+    def index(self, catalog: Catalog) -> None: ...
+
+    def search(self, conversations: Sequence[Conversation], k: int) -> list[list[str]]: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """One conversation and the candidates in the order they are shown to the generator."""
+
+    conversation: Conversation
+    candidates: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A generator's answer: the chosen ASIN (or None), the raw output and token usage."""
+
+    item_id: str | None
+    raw: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None  # e.g. "no_id", "outside_candidates", "several_ids"
+
+
+@runtime_checkable
+class Generator(Protocol):
+    identity: str
+
+    def recommend(self, requests: Sequence[Request]) -> list[Choice]: ...

@@ -1,0 +1,1 @@
+"""LaViC: visual self-distillation + LoRA recommendation fine-tuning (the method)."""
