@@ -1,3 +1,3 @@
-"""lavic-bench: the harness (CLI, config, registry, data, runner, metrics, cache, results, tables)."""
+"""lavic-bench: the harness (CLI, config, registry, data, runner, metrics, results, tables)."""
 
 __version__ = "0.1.0"
