@@ -1,0 +1,293 @@
+"""Loader for the Reddit-Amazon release layout (also what the synthetic world writes).
+
+Layout under a data directory::
+
+    {domain}/{split}.jsonl      one conversation per line
+    item2meta_train.json        ASIN -> {"title", "images", "description", ...}
+    item2meta_valid.jsonl       512 images used to validate visual distillation
+    train_images/{ASIN}_0.jpg   the first image of each item
+
+Bad lines never abort a load and never vanish silently: each is a counted warning naming
+``file:line`` (recorded in results.json), and ``bench data validate`` turns them into errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import ftfy
+
+from bench.data.schema import (
+    ASIN_RE,
+    CANDIDATE_FIELDS,
+    DOMAINS,
+    SPLITS,
+    Answer,
+    Catalog,
+    Conversation,
+    Item,
+    Split,
+)
+from bench.errors import BenchError, Warnings
+
+META_TRAIN = "item2meta_train.json"
+META_VALID = "item2meta_valid.jsonl"
+IMAGES_DIR = "train_images"
+# Amazon Reviews 2023 ``main_category`` values of the three domains.
+MAIN_CATEGORY = {"All Beauty": "all_beauty", "AMAZON FASHION": "amazon_fashion",
+                 "Amazon Home": "amazon_home"}
+REQUIRED_FIELDS = ("context", "gt_items")
+
+
+@dataclass(frozen=True)
+class RawLine:
+    """One parsed JSONL line with its location, or the reason it could not be parsed."""
+
+    where: str
+    record: dict[str, Any] | None
+    problem: str | None = None
+    non_utf8: bool = False
+
+
+def read_jsonl(path: Path) -> Iterator[RawLine]:
+    """Yield every non-blank line of a JSONL file; never raises on a bad line."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                text, bad_bytes = raw.decode("utf-8"), False
+            except UnicodeDecodeError:
+                text, bad_bytes = raw.decode("utf-8", errors="replace"), True
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RawLine(where, None, f"malformed JSON ({exc.msg})", bad_bytes)
+                continue
+            if not isinstance(record, dict):
+                yield RawLine(where, None, "line is not a JSON object", bad_bytes)
+                continue
+            yield RawLine(where, record, None, bad_bytes)
+
+
+def _description(details: dict[str, Any]) -> str:
+    for key in ("image_description_llava_cleaned", "image_description", "description"):
+        value = details.get(key)
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
+@dataclass
+class ItemMeta:
+    """All item metadata of a data directory, read once per process."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (code, where, message)
+    digest: str = ""
+
+
+@cache
+def _load_meta(root: Path, stamp: tuple[int, ...]) -> ItemMeta:
+    meta = ItemMeta()
+    digest = hashlib.sha256()
+    train = root / META_TRAIN
+    if train.exists():
+        data = train.read_bytes()
+        digest.update(data)
+        try:
+            payload = json.loads(data.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError as exc:
+            raise BenchError(
+                f"malformed JSON: {exc.msg}",
+                where=f"{train}:{exc.lineno}",
+                hint="re-download item2meta_train.json from the release",
+            ) from None
+        if not isinstance(payload, dict):
+            raise BenchError("expected a JSON object ASIN -> metadata", where=str(train))
+        for asin, details in payload.items():
+            if isinstance(details, dict):
+                meta.records[asin] = details
+            else:
+                meta.problems.append(("bad_metadata", str(train), f"{asin}: not an object"))
+    valid = root / META_VALID
+    if valid.exists():
+        digest.update(valid.read_bytes())
+        for line in read_jsonl(valid):
+            if line.record is None:
+                meta.problems.append(("bad_json", line.where, line.problem or ""))
+                continue
+            asin = str(line.record.get("image_name", ""))[:10]
+            if not ASIN_RE.match(asin):
+                meta.problems.append(("bad_asin", line.where, f"image_name {asin!r}"))
+            else:  # several images of one item: the first described one stands for it
+                meta.records.setdefault(asin, line.record)
+    meta.digest = digest.hexdigest()
+    return meta
+
+
+def load_meta(root: Path) -> ItemMeta:
+    files = (root / META_TRAIN, root / META_VALID)
+    stamp = tuple(int(p.stat().st_mtime_ns) if p.exists() else -1 for p in files)
+    return _load_meta(root.resolve(), stamp)
+
+
+def _asins(
+    values: Any, where: str, field_name: str, warnings: Warnings, *, dedupe: bool = True
+) -> tuple[str, ...]:
+    """Check an ASIN list. Candidate lists are de-duplicated (a repeat would waste a slot);
+    ground truths are kept as written, because the paper counts a repeated ground truth as
+    two (conversation, item) pairs -- 864 pairs in all_beauty valid, not 837."""
+    if not isinstance(values, list):
+        warnings.add("bad_field", f"{field_name} is not a list", where=where)
+        return ()
+    out: list[str] = []
+    for v in values:
+        asin = str(v)
+        if not ASIN_RE.match(asin):
+            warnings.add("bad_asin", f"{field_name} holds {asin!r}", where=where)
+        if asin in out:
+            code = "duplicate_candidate" if dedupe else "repeated_ground_truth"
+            warnings.add(code, f"{asin} repeated in {field_name}", where=where)
+            if dedupe:
+                continue
+        out.append(asin)
+    return tuple(out)
+
+
+@dataclass
+class ReleaseDataset:
+    """A data directory in the release layout; ``load`` gives one domain/split."""
+
+    root: Path
+    name: str = "reddit-amazon"
+    images_dir: Path | None = None
+    fix_mojibake: bool = False
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise BenchError(
+                f"data directory {self.root} does not exist",
+                hint="pass --data-dir DIR holding {domain}/{split}.jsonl",
+            )
+        self.images_dir = Path(self.images_dir) if self.images_dir else self.root / IMAGES_DIR
+
+    def domains(self) -> list[str]:
+        found = [
+            d.name for d in sorted(self.root.iterdir()) if d.is_dir() and any(d.glob("*.jsonl"))
+        ]
+        known = [d for d in DOMAINS if d in found]
+        return known + [d for d in found if d not in known]
+
+    def split_path(self, domain: str, split: str) -> Path:
+        path = self.root / domain / f"{split}.jsonl"
+        if not path.exists():
+            present = sorted(p.stem for p in (self.root / domain).glob("*.jsonl"))
+            raise BenchError(
+                f"no {split} split for domain {domain!r}",
+                where=str(path),
+                hint=f"splits here: {', '.join(present) or 'none'}; "
+                f"domains: {', '.join(self.domains())}",
+            )
+        return path
+
+    def _text(self, text: str) -> str:
+        return ftfy.fix_text(text) if self.fix_mojibake else text
+
+    def catalog(self, domain: str, warnings: Warnings) -> Catalog:
+        """Items of a domain: every ASIN its conversation files mention, plus items whose
+        ``main_category`` names the domain, that have metadata."""
+        meta = load_meta(self.root)
+        for code, where, message in meta.problems:
+            warnings.add(code, message, where=where)
+        wanted: dict[str, None] = {}
+        for split in SPLITS:
+            path = self.root / domain / f"{split}.jsonl"
+            if not path.exists():
+                continue
+            for line in read_jsonl(path):
+                if line.record is None:
+                    continue
+                for key in ("gt_items", "context_items", *CANDIDATE_FIELDS):
+                    values = line.record.get(key)
+                    if isinstance(values, list):
+                        wanted.update((str(v), None) for v in values)
+        for asin, details in meta.records.items():
+            if MAIN_CATEGORY.get(str(details.get("main_category"))) == domain:
+                wanted[asin] = None
+        items: dict[str, Item] = {}
+        for asin in wanted:
+            details = meta.records.get(asin)
+            if details is None:
+                continue
+            image = self.images_dir / f"{asin}_0.jpg" if self.images_dir else None
+            items[asin] = Item(
+                asin=asin,
+                title=self._text(str(details.get("title") or "")),
+                description=self._text(_description(details)),
+                image_path=image if image is not None and image.exists() else None,
+            )
+        return Catalog(items)
+
+    def load(self, domain: str, split: str, *, warnings: Warnings | None = None) -> Split:
+        warnings = warnings if warnings is not None else Warnings()
+        path = self.split_path(domain, split)
+        digest = hashlib.sha256(path.read_bytes())
+        conversations: list[Conversation] = []
+        answers: dict[str, Answer] = {}
+        for line in read_jsonl(path):
+            if line.non_utf8:
+                warnings.add("non_utf8", "invalid UTF-8 replaced by U+FFFD", where=line.where)
+            if line.record is None:
+                warnings.add("bad_json", f"{line.problem}; line skipped", where=line.where)
+                continue
+            rec = line.record
+            missing = [f for f in REQUIRED_FIELDS if f not in rec]
+            if missing:
+                warnings.add("missing_field", f"no {', '.join(missing)}; line skipped",
+                             where=line.where)
+                continue
+            gt_items = _asins(rec["gt_items"], line.where, "gt_items", warnings, dedupe=False)
+            if not gt_items:
+                warnings.add("no_ground_truth", "empty gt_items; line skipped", where=line.where)
+                continue
+            shipped = {
+                short: _asins(rec[field_name], line.where, field_name, warnings)
+                for field_name, short in CANDIDATE_FIELDS.items()
+                if field_name in rec
+            }
+            conv_id = f"{domain}/{split}:{line.where.rsplit(':', 1)[1]}"
+            conversations.append(
+                Conversation(
+                    id=conv_id,
+                    context=self._text(str(rec["context"])),
+                    context_items=_asins(rec.get("context_items", []), line.where,
+                                          "context_items", warnings),
+                    shipped_candidates=shipped,
+                )
+            )
+            answers[conv_id] = Answer(gt_items=gt_items, gt_text=str(rec.get("gt", "")))
+        catalog = self.catalog(domain, warnings)
+        digest.update(load_meta(self.root).digest.encode())
+        digest.update(f"fix_mojibake={self.fix_mojibake}".encode())
+        return Split(
+            dataset=self.name,
+            domain=domain,
+            split=split,
+            conversations=conversations,
+            answers=answers,
+            catalog=catalog,
+            content_hash=digest.hexdigest(),
+            warnings=warnings,
+            root=self.root,
+        )
