@@ -100,7 +100,10 @@ def load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    import baselines  # noqa: F401  (registers the built-in entries)
+    import baselines  # noqa: F401  (registers the built-in retrievers and generators)
+    from bench.data import register_builtin
+
+    register_builtin(datasets)
 
     for group, registry in _GROUPS.items():
         for ep in entry_points(group=group):

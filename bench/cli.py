@@ -1,0 +1,190 @@
+"""``bench``: run grids, list entries, render tables, gate CI, make and check data.
+
+Every user error ends as one ``error: where: what (hint)`` line on stderr and exit code 2;
+finished conversations are already on disk when that happens.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bench import registry
+from bench.errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
+data_app = typer.Typer(add_completion=False, help="Make and check datasets.")
+app.add_typer(data_app, name="data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn BenchError / Ctrl-C into one line and an exit code instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BenchError as exc:
+            typer.echo(exc.one_line(), err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished conversations are saved; re-run to resume",
+                       err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _includes(paths: list[Path] | None) -> None:
+    registry.load_plugins()
+    for path in paths or []:
+        registry.include(path)
+
+
+Include = Annotated[
+    list[Path] | None,
+    typer.Option("--include", help="Python file that registers retrievers/generators."),
+]
+
+
+@app.command()
+@user_errors
+def run(
+    config: Annotated[Path | None, typer.Option(help="bench.toml to use.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Registered dataset name.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (release layout).")] = None,
+    domain: Annotated[list[str] | None, typer.Option(help="Domain(s); default: all.")] = None,
+    split: Annotated[str | None, typer.Option(help="train / valid / test.")] = None,
+    retriever: Annotated[list[str] | None, typer.Option(help="Retriever name(s).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Generator name(s); none = "
+                                                   "retriever alone.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output directory.")] = None,
+    limit: Annotated[int | None, typer.Option(help="First N conversations only.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (candidate order).")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Candidates per conversation.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Conversations per batch.")] = None,
+    keep_order: Annotated[bool | None, typer.Option(help="Show candidates in retriever "
+                                                    "order instead of shuffled.")] = None,
+    strict: Annotated[bool | None, typer.Option(help="Data problems are errors.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard cells made by another "
+                                            "config.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="markdown / latex / csv.")] = "markdown",
+    progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+    include: Include = None,
+) -> None:
+    """Run retrievers x models x domains; with no options, the default grid of bench.toml."""
+    from bench import config as cfg
+    from bench.runner import Grid
+    from bench.tables import render
+
+    _includes(include)
+    spec = cfg.load(config)
+    spec = cfg.override(
+        spec, dataset=dataset, split=split, out=out, limit=limit, seed=seed, top_k=top_k,
+        batch_size=batch_size, keep_order=keep_order, strict=strict,
+        domains=tuple(domain or ()), retrievers=tuple(retriever or ()), models=tuple(model or ()),
+        data_dir=data_dir,
+    )
+    payloads = Grid(spec, progress=progress, overwrite=overwrite, echo=_stderr).run()
+    typer.echo(render(payloads, fmt))
+    typer.echo(f"results: {spec.out}", err=True)
+
+
+def _stderr(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@app.command("ls")
+@user_errors
+def list_entries(include: Include = None) -> None:
+    """List registered datasets, retrievers and generators, one line each."""
+    _includes(include)
+    for reg in (registry.datasets, registry.retrievers, registry.generators):
+        for entry in reg:
+            typer.echo(f"{reg.kind:<10} {entry.name:<20} {entry.summary}"
+                       + ("" if entry.origin == "builtin" else f"  [{entry.origin}]"))
+
+
+@app.command()
+@user_errors
+def table(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories or results.json files.")],
+    fmt: Annotated[str, typer.Option("--format", help="markdown / latex / csv.")] = "markdown",
+    with_paper: Annotated[bool, typer.Option(help="Add the paper's reported numbers.")] = False,
+) -> None:
+    """Render results in the paper's layout."""
+    from bench.results import iter_results
+    from bench.tables import render
+
+    payloads = [p for _, p in iter_results(paths)]
+    if not payloads:
+        raise BenchError(f"no results.json under {', '.join(map(str, paths))}",
+                         hint="run `bench run` first")
+    typer.echo(render(payloads, fmt, with_paper=with_paper))
+
+
+@app.command()
+@user_errors
+def check(
+    results: Annotated[list[Path], typer.Argument(help="Run directories or results.json.")],
+    baseline: Annotated[Path, typer.Option(help="Baseline JSON file.")],
+    tolerance: Annotated[float, typer.Option(help="Allowed HR@1 drop.")] = 0.0,
+    write: Annotated[bool, typer.Option("--write", help="Write the baseline from these "
+                                        "results instead of checking.")] = False,
+) -> None:
+    """Exit 1 when any cell's HR@1 falls below its baseline minus the tolerance."""
+    from bench.check import check as run_check
+    from bench.check import write_baseline
+
+    if write:
+        write_baseline(results, baseline)
+        typer.echo(f"wrote {baseline}")
+        return
+    report = run_check(results, baseline, tolerance)
+    typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("synth")
+@user_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="Directory to write.")],
+    seed: Annotated[int, typer.Option(help="World seed.")] = 0,
+    size: Annotated[str, typer.Option(help="small / medium / large.")] = "medium",
+) -> None:
+    """Write the synthetic dataset in the release layout."""
+    from bench.data.synthetic import synthesize
+
+    root = synthesize(out, seed=seed, size=size)
+    typer.echo(f"wrote synthetic dataset ({size}, seed {seed}) to {root}")
+
+
+@data_app.command("validate")
+@user_errors
+def validate_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory (release layout).")],
+    images_dir: Annotated[Path | None, typer.Option(help="Images folder.")] = None,
+) -> None:
+    """Counts per domain/split and every structural problem (exit 1 if any)."""
+    from bench.data.validate import validate
+
+    report = validate(data_dir, images_dir)
+    typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m bench`
+    app(prog_name="bench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

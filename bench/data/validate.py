@@ -1,0 +1,123 @@
+"""``bench data validate DIR``: what a data directory holds, and what is wrong with it.
+
+Structural errors (unparseable lines, missing required fields, non-list ASIN fields, no split
+files) make the command exit non-zero; the rest are counts a researcher should know about
+before trusting a number (ground truths outside the shipped candidates, items without title
+or image, duplicate candidates, mojibake).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftfy.badness import is_bad
+
+from bench.data.release import IMAGES_DIR, REQUIRED_FIELDS, load_meta, read_jsonl
+from bench.data.schema import ASIN_RE, CANDIDATE_FIELDS, SPLITS
+from bench.errors import BenchError
+
+ASIN_FIELDS = ("gt_items", "context_items", *CANDIDATE_FIELDS)
+
+
+@dataclass
+class SplitReport:
+    domain: str
+    split: str
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    splits: list[SplitReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "file:line: what"
+    items: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def render(self) -> str:
+        cols = ["conversations", "pairs", *(f"gt_not_in_{s}" for s in CANDIDATE_FIELDS.values()),
+                "duplicate_candidates", "mojibake", "bad_lines"]
+        head = ["domain", "split", *cols]
+        rows = [[r.domain, r.split, *(str(r.counts[c]) for c in cols)] for r in self.splits]
+        widths = [max(len(x) for x in column) for column in zip(head, *rows, strict=True)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(row, widths, strict=True))
+                 for row in (head, *rows)]
+        lines.append(
+            f"items referenced: {self.items['referenced']}, without title: "
+            f"{self.items['no_title']}, without image: {self.items['no_image']}"
+        )
+        shown = self.errors[:20]
+        lines += [f"error: {e}" for e in shown]
+        if len(self.errors) > len(shown):
+            lines.append(f"... and {len(self.errors) - len(shown)} more errors")
+        lines.append("OK" if self.ok else f"{len(self.errors)} structural errors")
+        return "\n".join(lines)
+
+
+def validate(root: Path, images_dir: Path | None = None) -> ValidationReport:
+    if not root.is_dir():
+        raise BenchError(f"{root} is not a directory", hint="pass the release's data/ folder")
+    report = ValidationReport(root)
+    images = images_dir or root / IMAGES_DIR
+    referenced: set[str] = set()
+    for domain_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for split in SPLITS:
+            path = domain_dir / f"{split}.jsonl"
+            if path.exists():
+                sr = SplitReport(domain_dir.name, split)
+                report.splits.append(sr)
+                _check_split(path, sr, report, referenced)
+    if not report.splits:
+        report.errors.append(f"{root}: no {{domain}}/{{train,valid,test}}.jsonl files found")
+    meta = load_meta(root)
+    report.errors += [f"{where}: {code}: {msg}" for code, where, msg in meta.problems]
+    report.items["referenced"] = len(referenced)
+    for asin in referenced:
+        details = meta.records.get(asin)
+        if not details or not str(details.get("title") or "").strip():
+            report.items["no_title"] += 1
+        if not (images / f"{asin}_0.jpg").exists():
+            report.items["no_image"] += 1
+    return report
+
+
+def _check_split(path: Path, sr: SplitReport, report: ValidationReport, seen: set[str]) -> None:
+    for line in read_jsonl(path):
+        if line.non_utf8:
+            report.errors.append(f"{line.where}: invalid UTF-8")
+        if line.record is None:
+            sr.counts["bad_lines"] += 1
+            report.errors.append(f"{line.where}: {line.problem}")
+            continue
+        rec = line.record
+        missing = [f for f in REQUIRED_FIELDS if f not in rec]
+        if missing:
+            sr.counts["bad_lines"] += 1
+            report.errors.append(f"{line.where}: missing {', '.join(missing)}")
+            continue
+        bad = [f for f in ASIN_FIELDS if f in rec and not isinstance(rec[f], list)]
+        if bad:
+            sr.counts["bad_lines"] += 1
+            report.errors.append(f"{line.where}: {', '.join(bad)} not a list")
+            continue
+        gts = [str(g) for g in rec["gt_items"]]
+        sr.counts["conversations"] += 1
+        sr.counts["pairs"] += len(gts)
+        for f in ASIN_FIELDS:
+            for asin in map(str, rec.get(f, [])):
+                seen.add(asin)
+                if not ASIN_RE.match(asin):
+                    report.errors.append(f"{line.where}: {f} holds {asin!r}, not an ASIN")
+        for field_name, short in CANDIDATE_FIELDS.items():
+            cands = [str(c) for c in rec.get(field_name, [])]
+            if not set(gts) & set(cands):
+                sr.counts[f"gt_not_in_{short}"] += 1
+            if len(set(cands)) != len(cands):
+                sr.counts["duplicate_candidates"] += 1
+        if isinstance(rec["context"], str) and is_bad(rec["context"]):
+            sr.counts["mojibake"] += 1

@@ -1,0 +1,349 @@
+"""Runs a grid of cells (retrievers x models x domains) and writes each cell's results.
+
+Resume is per conversation: predictions are appended (fsync'd) batch by batch, so a run killed
+at any moment and started again skips what is done and ends with the same predictions and
+metrics as an uninterrupted run. Everything that can change a cell's output is in its spec
+hash; a cell directory produced by a different spec is never silently mixed with this one.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench import registry
+from bench.config import RunSpec, spec_hash
+from bench.context import BuildContext
+from bench.data.release import ReleaseDataset
+from bench.data.schema import Conversation, Item, Split
+from bench.errors import BenchError, Warnings
+from bench.metrics import compute_all
+from bench.protocols import Generator, Request, Retriever
+from bench.results import (
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    CellKey,
+    PredictionLog,
+    write_json_atomic,
+)
+
+NO_MODEL = "none"
+CELL_SPEC_FILE = "cell.json"
+_PACKAGES = ("lavic-bench", "torch", "transformers", "sentence-transformers", "bm25s", "numpy",
+             "openai", "peft", "pillow")
+
+
+def package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bool) -> list[str]:
+    """The order shown to a generator: a shuffle seeded by (run seed, conversation id), so it
+    does not depend on batch size, on resume, or on which other conversations are run."""
+    order = list(candidates)
+    if not keep:
+        random.Random(f"{seed}:{conv_id}").shuffle(order)
+    return order
+
+
+def _sum_usage(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for r in records:
+        for key, value in (r.get("usage") or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def _failures(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.get("failure"):
+            counts[r["failure"]] = counts.get(r["failure"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@dataclass
+class Grid:
+    """One invocation of ``bench run``."""
+
+    spec: RunSpec
+    progress: bool = True
+    overwrite: bool = False
+    echo: Callable[[str], None] = print
+
+    def _context(self, options: Any) -> BuildContext:
+        return BuildContext(options=options, models=self.spec.models_table, seed=self.spec.seed)
+
+    def build_dataset(self) -> ReleaseDataset:
+        return registry.datasets.build(self.spec.dataset, self.spec.dataset_options)
+
+    def run(self) -> list[dict[str, Any]]:
+        registry.load_plugins()
+        for name in self.spec.retrievers:
+            registry.retrievers.entry(name)  # fail on a typo before any work
+        for name in self.spec.models:
+            if name != NO_MODEL:
+                registry.generators.entry(name)
+        dataset = self.build_dataset()
+        payloads = []
+        for domain in self.spec.domains or dataset.domains():
+            payloads.extend(self._run_domain(dataset, domain))
+        return payloads
+
+    def _run_domain(self, dataset: ReleaseDataset, domain: str) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        warnings = Warnings()
+        split = dataset.load(domain, self.spec.split, warnings=warnings)
+        if self.spec.limit is not None:
+            split.conversations = split.conversations[: self.spec.limit]
+        if self.spec.strict and warnings.counts:
+            raise BenchError(
+                f"{sum(warnings.counts.values())} data problems in {domain}/{self.spec.split} "
+                f"({', '.join(warnings.as_dict())})",
+                hint="fix the data, or drop --strict to count them as warnings",
+            )
+        load_s = time.perf_counter() - started
+        payloads = []
+        for retriever_name in self.spec.retrievers:
+            cells = {
+                model: CellKey(split.dataset, domain, split.split, retriever_name, model)
+                for model in self.spec.models
+            }
+            done = {m: self._finished(k, domain) for m, k in cells.items()}
+            if all(done.values()):
+                payloads.extend(p for p in done.values() if p)
+                continue
+            retriever, candidates, retrieval_s = self._retrieve(retriever_name, split, warnings)
+            for model, key in cells.items():
+                if done[model]:
+                    payloads.append(done[model])
+                    continue
+                payload = self._run_cell(
+                    key, split, retriever, candidates, warnings,
+                    timings={"load_s": load_s, "retrieval_s": retrieval_s},
+                )
+                payloads.append(payload)
+                self.echo(_summary(payload))
+        return payloads
+
+    def _cell_hash(self, key: CellKey, domain: str) -> str:
+        return spec_hash(self.spec.cell_spec(domain, key.retriever, key.model))
+
+    def _finished(self, key: CellKey, domain: str) -> dict[str, Any] | None:
+        """A finished cell's payload when its spec hash matches; raise on a foreign one."""
+        cell_dir = key.directory(Path(self.spec.out))
+        spec_file = cell_dir / CELL_SPEC_FILE
+        if not spec_file.exists():
+            return None
+        stored = json.loads(spec_file.read_text(encoding="utf-8"))
+        if stored.get("config_hash") != self._cell_hash(key, domain):
+            if self.overwrite:
+                for name in (CELL_SPEC_FILE, RESULTS_FILE, PREDICTIONS_FILE):
+                    (cell_dir / name).unlink(missing_ok=True)
+                return None
+            raise BenchError(
+                "this cell was produced by a different configuration",
+                where=str(cell_dir),
+                hint="use another --out, or --overwrite to discard it",
+            )
+        results = cell_dir / RESULTS_FILE
+        return json.loads(results.read_text(encoding="utf-8")) if results.exists() else None
+
+    def _retrieve(
+        self, name: str, split: Split, warnings: Warnings
+    ) -> tuple[Retriever, list[list[str]], float]:
+        started = time.perf_counter()
+        retriever: Retriever = registry.retrievers.build(
+            name, self._context(self.spec.retriever_options.get(name, {}))
+        )
+        if retriever.ordered and not len(split.catalog):
+            raise BenchError(
+                f"no item metadata for domain {split.domain}: retriever {name!r} has no titles "
+                "to index",
+                where=str(split.root),
+                hint="add item2meta_train.json from the release, or use dataset:st / "
+                "dataset:gpt_large",
+            )
+        retriever.index(split.catalog)
+        candidates = retriever.search(split.conversations, self.spec.top_k)
+        for conv, cands in zip(split.conversations, candidates, strict=True):
+            if not cands:
+                warnings.add("empty_candidates", f"{name} returned no candidates", where=conv.id)
+        return retriever, candidates, time.perf_counter() - started
+
+    def _items(self, split: Split, asins: Sequence[str], warnings: Warnings) -> tuple[Item, ...]:
+        items = []
+        for asin in asins:
+            item = split.catalog.get(asin)
+            if item is None:
+                warnings.add("missing_metadata", f"candidate {asin} has no title or image")
+                item = Item(asin=asin, title="")
+            elif item.image_path is None:
+                warnings.add("missing_image", f"candidate {asin} has no image file")
+            items.append(item)
+        return tuple(items)
+
+    def _run_cell(
+        self,
+        key: CellKey,
+        split: Split,
+        retriever: Retriever,
+        candidates: list[list[str]],
+        split_warnings: Warnings,
+        timings: dict[str, float],
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        cell_dir = key.directory(Path(self.spec.out))
+        cell_spec = self.spec.cell_spec(split.domain, key.retriever, key.model)
+        config_hash = spec_hash(cell_spec)
+        write_json_atomic(cell_dir / CELL_SPEC_FILE, {"config_hash": config_hash, **cell_spec})
+        warnings = Warnings(echo=False)
+        warnings.merge(split_warnings)
+        by_id = dict(zip((c.id for c in split.conversations), candidates, strict=True))
+        presented = {
+            c.id: presented_order(by_id[c.id], self.spec.seed, c.id, self.spec.keep_order)
+            for c in split.conversations
+        }
+        generator: Generator | None = None
+        if key.model != NO_MODEL:
+            generator = registry.generators.build(
+                key.model, self._context(self.spec.generator_options.get(key.model, {}))
+            )
+            for conv in split.conversations:  # counted over all, so resume cannot change them
+                self._items(split, presented[conv.id], warnings)
+        log = PredictionLog(cell_dir / PREDICTIONS_FILE)
+        pending = [c for c in split.conversations if c.id not in log.done]
+        gen_started = time.perf_counter()
+        bar = tqdm(total=len(split.conversations), initial=len(split.conversations) - len(pending),
+                   desc=f"{split.domain} {key.retriever}/{key.model}", unit="conv",
+                   disable=not self.progress, leave=False)
+        try:
+            step = max(1, self.spec.batch_size)
+            for start in range(0, len(pending), step):
+                batch = pending[start : start + step]
+                log.append(self._predict(batch, by_id, presented, split, generator, retriever))
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        records = log.finalize([c.id for c in split.conversations])
+        generation_s = time.perf_counter() - gen_started
+        metrics = compute_all(records, self.spec.top_k, ordered=retriever.ordered)
+        if generator is None:
+            metrics["valid_ratio"] = None
+            if not retriever.ordered:  # a shipped, unordered list has no "top" item
+                metrics["hr@1"] = metrics["hr@1_conv"] = None
+        candidate_hash = spec_hash({c.id: by_id[c.id] for c in split.conversations})
+        payload = {
+            "schema_version": SCHEMA_VERSION,
+            "dataset": {"name": split.dataset, "content_hash": split.content_hash,
+                        "root": str(split.root)},
+            "domain": split.domain,
+            "split": split.split,
+            "retriever": key.retriever,
+            "retriever_identity": retriever.identity,
+            "model": key.model,
+            "model_identity": generator.identity if generator else NO_MODEL,
+            "metrics": metrics,
+            "n_conversations": len(records),
+            "n_pairs": sum(len(r["gt_items"]) for r in records),
+            "failures": _failures(records),
+            "usage": _sum_usage(records),
+            "candidate_set_hash": candidate_hash,
+            "config": cell_spec,
+            "config_hash": config_hash,
+            "seed": self.spec.seed,
+            "limit": self.spec.limit,
+            "top_k": self.spec.top_k,
+            "warnings": warnings.as_dict(),
+            "timings": {**timings, "generation_s": generation_s,
+                        "total_s": timings["load_s"] + timings["retrieval_s"]
+                        + time.perf_counter() - started},
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(cell_dir / RESULTS_FILE, payload)
+        return payload
+
+    def _predict(
+        self,
+        batch: Sequence[Conversation],
+        by_id: dict[str, list[str]],
+        presented: dict[str, list[str]],
+        split: Split,
+        generator: Generator | None,
+        retriever: Retriever,
+    ) -> list[dict[str, Any]]:
+        if generator is None:
+            choices = [
+                (by_id[c.id][0] if by_id[c.id] and retriever.ordered else None, "", {}, None)
+                for c in batch
+            ]
+        else:
+            quiet = Warnings(echo=False)  # already counted over the whole split
+            requests = [Request(c, self._items(split, presented[c.id], quiet)) for c in batch]
+            answers = generator.recommend(requests)
+            if len(answers) != len(requests):
+                raise BenchError(
+                    f"generator returned {len(answers)} choices for {len(requests)} requests",
+                    hint="a generator must answer every request, in order",
+                )
+            choices = [(a.item_id, a.raw, a.usage, a.failure) for a in answers]
+        return [
+            {
+                "id": c.id,
+                "candidates": by_id[c.id],
+                "presented": presented[c.id] if generator else by_id[c.id],
+                "prediction": pred,
+                "gt_items": list(split.answers[c.id].gt_items),
+                "raw": raw,
+                "failure": failure,
+                "usage": usage,
+            }
+            for c, (pred, raw, usage, failure) in zip(batch, choices, strict=True)
+        ]
+
+
+def _summary(payload: dict[str, Any]) -> str:
+    m = payload["metrics"]
+    recall = m[f"recall@{payload['top_k']}"]
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    return (
+        f"{payload['domain']:>15} {payload['retriever']:>12} {payload['model']:>10}  "
+        f"HR@1 {fmt(m['hr@1'])}  VR {fmt(m['valid_ratio'])}  "
+        f"R@{payload['top_k']} {fmt(recall)}  "
+        f"n={payload['n_conversations']}/{payload['n_pairs']}"
+    )
