@@ -1,0 +1,86 @@
+"""The paper's recommendation prompt (its Table 11), text-only and title + image.
+
+Only the conversation is ever truncated -- oldest text first, to the model's token budget --
+so the instruction, all candidates and the answer cue always survive. Images are marked in
+the text by ``IMAGE_SLOT``; each backend turns a slot into its own image token(s) or content
+part, in candidate order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data.schema import Item
+
+IMAGE_SLOT = "<image>"
+MISSING_TITLE = "No Title"  # what the authors' code shows for an item without metadata
+
+_INTRO = (
+    "You are an AI assistant specialized in providing personalized product recommendations "
+    "based on user conversations. You are given a conversation between a user seeking "
+    "recommendation (denoted by <submission>) and other users providing comments (denoted by "
+    "<comment>). "
+)
+_TEXT_ONLY = 'You are also given a set of candidate products with their IDs and titles ' \
+    'formatted as "ID: title". '
+_WITH_IMAGES = 'You are also given a set of candidate products with their IDs, titles and ' \
+    'images formatted as "ID: title" followed by an image. '
+_ASK = (
+    "Among the candidates, recommend the most relevant product to the seeker. "
+    "Only reply with its ID, and don't say anything else."
+)
+
+
+def instruction(with_images: bool) -> str:
+    return _INTRO + (_WITH_IMAGES if with_images else _TEXT_ONLY) + _ASK
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The user turn of the prompt, and the images its slots stand for (in order)."""
+
+    text: str
+    images: tuple[Path | None, ...]
+    truncated: bool
+
+
+def candidate_block(items: Sequence[Item], with_images: bool) -> str:
+    lines = []
+    for item in items:
+        lines.append(f"{item.asin}: {item.title or MISSING_TITLE}")
+        if with_images:
+            lines.append(IMAGE_SLOT)
+    return "\n".join(lines)
+
+
+def render(conversation: str, items: Sequence[Item], with_images: bool) -> str:
+    return (
+        f"{instruction(with_images)}\n\nConversation:\n{conversation.strip()}\n\n"
+        f"Candidates:\n{candidate_block(items, with_images)}"
+    )
+
+
+def build(
+    conversation: str,
+    items: Sequence[Item],
+    *,
+    with_images: bool,
+    count_tokens: Callable[[str], int] | None = None,
+    budget: int | None = None,
+) -> Prompt:
+    """The prompt; when ``count_tokens(text)`` of the rendered prompt exceeds ``budget``,
+    the conversation loses its oldest characters until it fits (binary search on the cut)."""
+    images = tuple(i.image_path for i in items) if with_images else ()
+    text = render(conversation, items, with_images)
+    if count_tokens is None or budget is None or count_tokens(text) <= budget:
+        return Prompt(text, images, truncated=False)
+    lo, hi = 0, len(conversation)  # smallest cut that fits lies in (lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count_tokens(render(conversation[mid:], items, with_images)) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return Prompt(render(conversation[lo:], items, with_images), images, truncated=True)
