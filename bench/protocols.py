@@ -36,7 +36,14 @@ class Request:
 
 @dataclass(frozen=True)
 class Choice:
-    """A generator's answer: the chosen ASIN (or None), the raw output and token usage."""
+    """A generator's answer: the chosen ASIN (or None), the raw output and token usage.
+
+    ``usage`` conventions (numbers are summed per cell into results.json ``usage``; strings
+    are collected as sets into ``generator_info``): ``prompt_tokens``, ``completion_tokens``,
+    ``cost_usd``, ``truncated`` (1 when the conversation was cut to fit), ``model`` (the dated
+    snapshot that answered), ``system_fingerprint``. ``failure`` ``"error"`` marks a request
+    that failed after retries: it is recorded, counted, and never cached.
+    """
 
     item_id: str | None
     raw: str = ""
@@ -49,3 +56,12 @@ class Generator(Protocol):
     identity: str
 
     def recommend(self, requests: Sequence[Request]) -> list[Choice]: ...
+
+
+@runtime_checkable
+class CachedGenerator(Generator, Protocol):
+    """A deterministic generator: the runner caches its answers on disk under
+    ``cache_key(request)`` -- sha256 of model identity, the full prompt or messages including
+    image bytes, and decoding settings -- so a re-run makes no model call."""
+
+    def cache_key(self, request: Request) -> str: ...

@@ -1,0 +1,232 @@
+"""Paper-style tables from hand-made results.json payloads."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.errors import BenchError
+from bench.results import RESULTS_FILE, SCHEMA_VERSION, CellKey, iter_results, write_json_atomic
+from bench.tables import render
+
+
+def payload(
+    retriever: str,
+    model: str,
+    domain: str,
+    hr1: float | None,
+    vr: float | None,
+    *,
+    split: str = "test",
+) -> dict[str, Any]:
+    """A results.json with every schema-v1 key; only the ones tables read carry meaning."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": {"name": "reddit-amazon", "content_hash": "abc", "root": "/data"},
+        "domain": domain,
+        "split": split,
+        "retriever": retriever,
+        "model": model,
+        "retriever_identity": retriever,
+        "model_identity": model,
+        "metrics": {
+            "hr@1": hr1,
+            "hr@1_conv": hr1,
+            "valid_ratio": vr,
+            "recall@10": None,
+            "oracle": None,
+            "hr@1_ceiling": None,
+            "retriever_hr@1": None,
+        },
+        "n_conversations": 10,
+        "n_pairs": 10,
+        "failures": {},
+        "usage": {},
+        "candidate_set_hash": "h",
+        "config": {},
+        "config_hash": "c",
+        "seed": 0,
+        "limit": None,
+        "top_k": 10,
+        "warnings": {},
+        "timings": {},
+        "versions": {},
+        "git_commit": None,
+        "created": "2025-01-01T00:00:00Z",
+    }
+
+
+def write(out: Path, p: dict[str, Any]) -> Path:
+    key = CellKey(p["dataset"]["name"], p["domain"], p["split"], p["retriever"], p["model"])
+    path = key.directory(out) / RESULTS_FILE
+    write_json_atomic(path, p)
+    return path
+
+
+# Beauty: lavic and gpt-4o tie for best (0.1000), llava-1.6 second. Home: lavic best, gpt-4o
+# second. The openai-emb group is written first, to show order comes from the layout rules.
+CELLS = [
+    ("openai-emb", "gpt-4o", "all_beauty", 0.1, 0.99),
+    ("openai-emb", "gpt-4o", "amazon_home", 0.30, 1.0),
+    ("sbert", "lavic", "all_beauty", 0.1, 0.97),
+    ("sbert", "lavic", "amazon_home", 0.32, 0.98),
+    ("sbert", "llava-1.6", "all_beauty", 0.08, 0.95),
+    ("sbert", "llava-1.6", "amazon_home", 0.2, 0.99),
+    ("sbert", "none", "all_beauty", 0.05, None),
+    ("sbert", "none", "amazon_home", 0.21, None),
+    ("bm25", "none", "all_beauty", 0.01, None),
+    ("bm25", "none", "amazon_home", 0.04, None),
+]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    for cell in CELLS:
+        write(tmp_path / "run", payload(*cell))
+    return tmp_path / "run"
+
+
+def md_rows(text: str) -> dict[str, list[str]]:
+    """Markdown body rows by label (first column)."""
+    rows = {}
+    for line in text.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_markdown_layout_and_marks(run: Path) -> None:
+    text = render(iter_results([run]), "markdown")
+    lines = text.splitlines()
+    assert lines[0] == "| Method | Beauty HR@1 | Beauty VR | Home HR@1 | Home VR |"
+    labels = [line.split("|")[1].strip() for line in lines[2:]]
+    assert labels == [
+        "*Retrieval (item title)*",
+        "bm25",
+        "sbert",
+        "*Generative + SBERT*",
+        "llava-1.6",
+        "lavic",
+        "*Generative + OpenAI-emb*",
+        "gpt-4o",
+    ]
+    rows = md_rows(text)
+    assert rows["bm25"] == ["0.0100", "-", "0.0400", "-"]
+    assert rows["sbert"] == ["0.0500", "-", "0.2100", "-"]
+    assert rows["lavic"] == ["**0.1000**", "0.9700", "**0.3200**", "0.9800"]
+    assert rows["gpt-4o"] == ["**0.1000**", "0.9900", "<u>0.3000</u>", "1.0000"]
+    assert rows["llava-1.6"] == ["<u>0.0800</u>", "0.9500", "0.2000", "0.9900"]
+
+
+def test_output_does_not_depend_on_input_order(run: Path) -> None:
+    found = list(iter_results([run]))
+    for fmt in ("markdown", "latex", "csv"):
+        assert render(found, fmt) == render(reversed(found), fmt)
+
+
+def test_latex(run: Path, tmp_path: Path) -> None:
+    write(tmp_path / "run", payload("sbert", "my_model&co", "all_beauty", 0.0, 0.5))
+    text = render(iter_results([run]), "latex")
+    lines = text.splitlines()
+    assert lines[0] == r"\begin{tabular}{lrrrr}"
+    assert lines[1] == r"\toprule"
+    assert lines[2] == r" & \multicolumn{2}{c}{Beauty} & \multicolumn{2}{c}{Home} \\"
+    assert lines[3] == r"\cmidrule(lr){2-3} \cmidrule(lr){4-5}"
+    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    assert text.count(r"\midrule") == 4  # under the header, then one per group
+    assert r"\multicolumn{5}{l}{\textit{Generative + SBERT}} \\" in lines
+    assert r"lavic & \textbf{0.1000} & 0.9700 & \textbf{0.3200} & 0.9800 \\" in lines
+    assert r"gpt-4o & \textbf{0.1000} & 0.9900 & \underline{0.3000} & 1.0000 \\" in lines
+    assert r"llava-1.6 & \underline{0.0800} & 0.9500 & 0.2000 & 0.9900 \\" in lines
+    assert r"bm25 & 0.0100 & - & 0.0400 & - \\" in lines
+    # Escaped label; no cell in Home.
+    assert r"my\_model\&co & 0.0000 & 0.5000 &  &  \\" in lines
+
+
+def test_csv_is_one_row_per_cell(run: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO(render(iter_results([run]), "csv"))))
+    assert len(rows) == len(CELLS)
+    assert {r["source"] for r in rows} == {"measured"}
+    lavic = [r for r in rows if r["model"] == "lavic"]
+    assert [(r["domain"], r["hr@1"], r["valid_ratio"]) for r in lavic] == [
+        ("all_beauty", "0.1", "0.97"),
+        ("amazon_home", "0.32", "0.98"),
+    ]
+    bm25 = next(r for r in rows if r["retriever"] == "bm25")
+    assert (bm25["valid_ratio"], bm25["dataset"], bm25["split"]) == ("", "reddit-amazon", "test")
+    assert bm25["file"].endswith(RESULTS_FILE)
+
+
+def test_with_paper_rows_sit_beside_measured_rows_and_do_not_compete(run: Path) -> None:
+    text = render(iter_results([run]), "markdown", with_paper=True)
+    labels = [line.split("|")[1].strip() for line in text.splitlines()[2:]]
+    i = labels.index("lavic")
+    assert labels[i + 1] == "lavic [title+image] (paper)"
+    assert labels[labels.index("sbert") + 1] == "sbert (paper)"
+    j = labels.index("gpt-4o")
+    assert labels[j + 1 : j + 3] == ["gpt-4o [title] (paper)", "gpt-4o [title+image] (paper)"]
+    rows = md_rows(text)
+    # Paper LaViC (0.1187) beats every measured beauty number but is not marked.
+    assert rows["lavic [title+image] (paper)"] == ["0.1187", "0.9702", "0.3197", "0.9892"]
+    assert rows["sbert (paper)"] == ["0.0551", "-", "0.2166", "-"]
+    assert rows["lavic"][0] == "**0.1000**"
+    ranked = md_rows(render(iter_results([run]), "markdown", with_paper=True, rank_paper=True))
+    assert ranked["gpt-4o [title] (paper)"][0] == "**0.2005**"
+    assert ranked["gpt-4o [title+image] (paper)"][0] == "<u>0.1914</u>"
+    assert ranked["lavic"][0] == "0.1000"
+
+
+def test_with_paper_csv_marks_source_and_table(run: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO(render(iter_results([run]), "csv", with_paper=True))))
+    reported = [r for r in rows if r["source"] == "paper"]
+    assert {r["domain"] for r in reported} == {"all_beauty", "amazon_home"}  # same domains only
+    lavic = [r for r in reported if r["model"] == "lavic"]
+    assert [(r["table"], r["setting"], r["hr@1"]) for r in lavic] == [
+        ("3", "title+image", "0.1187"),
+        ("3", "title+image", "0.3197"),
+    ]
+
+
+def test_paper_alias_and_oom(tmp_path: Path) -> None:
+    write(tmp_path, payload("dataset:st", "lavic", "amazon_home", 0.3, 0.99))
+    write(tmp_path, payload("dataset:st", "lavic-entire-tokens", "amazon_home", 0.1, 0.9))
+    rows = md_rows(render(iter_results([tmp_path]), "markdown", with_paper=True))
+    assert rows["lavic [title+image] (paper)"] == ["0.3197", "0.9892"]
+    assert rows["lavic-entire-tokens [ablation] (paper)"] == ["o.o.m.", "-"]
+    assert "*Generative + dataset:st*" in rows
+
+
+def test_unknown_domains_follow_the_known_ones_sorted(tmp_path: Path) -> None:
+    for domain in ("zeta", "amazon_home", "alpha", "all_beauty"):
+        write(tmp_path, payload("bm25", "none", domain, 0.1, None))
+    header = render(iter_results([tmp_path]), "markdown").splitlines()[0]
+    assert header == (
+        "| Method | Beauty HR@1 | Beauty VR | Home HR@1 | Home VR | alpha HR@1 | alpha VR"
+        " | zeta HR@1 | zeta VR |"
+    )
+
+
+def test_two_runs_of_one_cell_name_both_files(tmp_path: Path) -> None:
+    first = write(tmp_path, payload("sbert", "lavic", "all_beauty", 0.1, 0.9, split="test"))
+    second = write(tmp_path, payload("sbert", "lavic", "all_beauty", 0.2, 0.9, split="valid"))
+    with pytest.raises(BenchError) as err:
+        render(iter_results([tmp_path]), "markdown")
+    line = err.value.one_line()
+    assert str(first) in line and str(second) in line and "\n" not in line
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="unknown table format"):
+        render([], "html")
+    with pytest.raises(BenchError, match=r"no results\.json"):
+        render([], "markdown")
+    broken = payload("bm25", "none", "all_beauty", 0.1, None)
+    del broken["metrics"]["valid_ratio"]
+    path = write(tmp_path, broken)
+    with pytest.raises(BenchError, match="valid_ratio") as err:
+        render(iter_results([tmp_path]), "csv")
+    assert err.value.where == str(path)
