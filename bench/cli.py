@@ -75,6 +75,14 @@ def run(
     strict: Annotated[bool | None, typer.Option(help="Data problems are errors.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard cells made by another "
                                             "config.")] = False,
+    model_path: Annotated[Path | None, typer.Option(help="Local weights folder for the "
+                                                    "model(s).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for the "
+                                                 "model(s).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Estimate tokens and cost; call no "
+                                          "generator.")] = False,
+    max_cost: Annotated[float | None, typer.Option(help="Stop cleanly once this many US$ "
+                                                   "are spent.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="markdown / latex / csv.")] = "markdown",
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
     include: Include = None,
@@ -92,9 +100,33 @@ def run(
         domains=tuple(domain or ()), retrievers=tuple(retriever or ()), models=tuple(model or ()),
         data_dir=data_dir,
     )
-    payloads = Grid(spec, progress=progress, overwrite=overwrite, echo=_stderr).run()
+    generator_settings = {"model_path": str(model_path) if model_path else None,
+                          "base_url": base_url}
+    spec = cfg.with_generator_options(spec, generator_settings)
+    grid = Grid(spec, progress=progress, overwrite=overwrite, echo=_stderr, dry_run=dry_run,
+                max_cost=max_cost)
+    payloads = grid.run()
+    if dry_run:
+        typer.echo(_estimate_table(grid.estimates))
+        return
     typer.echo(render(payloads, fmt))
     typer.echo(f"results: {spec.out}", err=True)
+
+
+def _estimate_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| domain | retriever | model | conversations | prompt tokens | "
+             "completion tokens | cost (US$) |", "|---|---|---|---:|---:|---:|---:|"]
+    total = 0.0
+    for r in rows:
+        cost = r.get("cost_usd")
+        total += cost or 0.0
+        lines.append(
+            f"| {r['domain']} | {r['retriever']} | {r['model']} | {r['conversations']} | "
+            f"{r.get('prompt_tokens', '-')} | {r.get('completion_tokens', '-')} | "
+            f"{'-' if cost is None else f'{cost:.4f}'} |"
+        )
+    lines.append(f"\nestimated total: US${total:.4f} (generators without an estimate show -)")
+    return "\n".join(lines)
 
 
 def _stderr(line: str) -> None:

@@ -177,3 +177,15 @@ def override(spec: RunSpec, *, data_dir: Path | None = None, **changes: Any) -> 
         tables[spec.dataset] = {**spec.dataset_options, "data_dir": str(data_dir)}
         spec = replace(spec, dataset_tables=tables)
     return spec
+
+
+def with_generator_options(spec: RunSpec, settings: Mapping[str, Any]) -> RunSpec:
+    """Give every generator of the grid the given CLI settings (None = not given)."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    if not given:
+        return spec
+    tables = {name: dict(opts) for name, opts in spec.generator_options.items()}
+    for model in spec.models:
+        if model != "none":
+            tables[model] = {**tables.get(model, {}), **given}
+    return replace(spec, generator_options=tables)

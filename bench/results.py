@@ -84,25 +84,31 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
 
 
 class PredictionLog:
-    """Append-only, fsync'd log of finished conversations; the basis of resume."""
+    """Append-only, fsync'd log of finished conversations; the basis of resume.
 
-    def __init__(self, path: Path) -> None:
+    Under data parallelism every rank appends to its own ``predictions.rank{R}.jsonl``; what
+    is done is the union of all logs in the cell directory, and rank 0 merges them into
+    ``predictions.jsonl`` once every conversation is present -- no shard can be lost.
+    """
+
+    def __init__(self, path: Path, rank: int = 0, world: int = 1) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = read_predictions(path)
+        self.own = path if world == 1 else path.with_name(f"predictions.rank{rank}.jsonl")
         # Rewrite without a torn tail so appends start on a clean line.
-        self._rewrite(done)
-        self.done = {r["id"]: r for r in done}
-        self._fh = path.open("a", encoding="utf-8")
+        _rewrite(self.own, read_predictions(self.own))
+        self.done: dict[str, dict[str, Any]] = {}
+        self.refresh()
+        self._fh = self.own.open("a", encoding="utf-8")
 
-    def _rewrite(self, records: Iterable[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+    def shards(self) -> list[Path]:
+        return [self.path, *sorted(self.path.parent.glob("predictions.rank*.jsonl"))]
+
+    def refresh(self) -> None:
+        """Re-read every log of the cell (other ranks' progress included)."""
+        for shard in self.shards():
+            for record in read_predictions(shard):
+                self.done.setdefault(record["id"], record)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         for r in records:
@@ -111,12 +117,27 @@ class PredictionLog:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def finalize(self, order: list[str]) -> list[dict[str, Any]]:
-        """Close and rewrite in dataset order, so resumed and uninterrupted runs match."""
+    def close(self) -> None:
         self._fh.close()
+
+    def finalize(self, order: list[str]) -> list[dict[str, Any]]:
+        """Rewrite in dataset order, so resumed, sharded and uninterrupted runs match."""
+        self.close()
         ordered = [self.done[i] for i in order]
-        self._rewrite(ordered)
+        _rewrite(self.path, ordered)
+        for shard in self.shards()[1:]:
+            shard.unlink()
         return ordered
+
+
+def _rewrite(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 def iter_results(paths: Iterable[str | Path]) -> Iterator[tuple[Path, dict[str, Any]]]:

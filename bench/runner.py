@@ -9,12 +9,13 @@ hash; a cell directory produced by a different spec is never silently mixed with
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -29,7 +30,9 @@ from bench.data.release import ReleaseDataset
 from bench.data.schema import Conversation, Item, Split
 from bench.errors import BenchError, Warnings
 from bench.metrics import compute_all
-from bench.protocols import Generator, Request, Retriever
+from bench.models import cache_root
+from bench.protocols import Choice, Generator, Request, Retriever
+from bench.response_cache import ResponseCache
 from bench.results import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
@@ -92,6 +95,11 @@ def _failures(records: Sequence[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) as set by ``accelerate launch`` / torchrun; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 @dataclass
 class Grid:
     """One invocation of ``bench run``."""
@@ -100,9 +108,18 @@ class Grid:
     progress: bool = True
     overwrite: bool = False
     echo: Callable[[str], None] = print
+    dry_run: bool = False
+    max_cost: float | None = None
+    gather_timeout_s: float = 3600.0
+    spent_usd: float = 0.0
+    estimates: list[dict[str, Any]] = field(default_factory=list)
 
     def _context(self, options: Any) -> BuildContext:
         return BuildContext(options=options, models=self.spec.models_table, seed=self.spec.seed)
+
+    def _generator(self, name: str) -> Generator:
+        options = {**self.spec.generator_options.get(name, {}), "prices": self.spec.prices}
+        return registry.generators.build(name, self._context(options))
 
     def build_dataset(self) -> ReleaseDataset:
         return registry.datasets.build(self.spec.dataset, self.spec.dataset_options)
@@ -152,8 +169,9 @@ class Grid:
                     key, split, retriever, candidates, warnings,
                     timings={"load_s": load_s, "retrieval_s": retrieval_s},
                 )
-                payloads.append(payload)
-                self.echo(_summary(payload))
+                if payload is not None:
+                    payloads.append(payload)
+                    self.echo(_summary(payload))
         return payloads
 
     def _cell_hash(self, key: CellKey, domain: str) -> str:
@@ -221,12 +239,12 @@ class Grid:
         candidates: list[list[str]],
         split_warnings: Warnings,
         timings: dict[str, float],
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """Run (or resume) one cell; None when nothing is written (dry run, non-zero rank)."""
         started = time.perf_counter()
         cell_dir = key.directory(Path(self.spec.out))
         cell_spec = self.spec.cell_spec(split.domain, key.retriever, key.model)
         config_hash = spec_hash(cell_spec)
-        write_json_atomic(cell_dir / CELL_SPEC_FILE, {"config_hash": config_hash, **cell_spec})
         warnings = Warnings(echo=False)
         warnings.merge(split_warnings)
         by_id = dict(zip((c.id for c in split.conversations), candidates, strict=True))
@@ -234,27 +252,37 @@ class Grid:
             c.id: presented_order(by_id[c.id], self.spec.seed, c.id, self.spec.keep_order)
             for c in split.conversations
         }
-        generator: Generator | None = None
-        if key.model != NO_MODEL:
-            generator = registry.generators.build(
-                key.model, self._context(self.spec.generator_options.get(key.model, {}))
-            )
+        generator = None if key.model == NO_MODEL else self._generator(key.model)
+        if generator is not None:
             for conv in split.conversations:  # counted over all, so resume cannot change them
                 self._items(split, presented[conv.id], warnings)
-        log = PredictionLog(cell_dir / PREDICTIONS_FILE)
-        pending = [c for c in split.conversations if c.id not in log.done]
+        if self.dry_run:
+            self._estimate(key, split, generator, presented)
+            return None
+        write_json_atomic(cell_dir / CELL_SPEC_FILE, {"config_hash": config_hash, **cell_spec})
+        rank, size = world()
+        log = PredictionLog(cell_dir / PREDICTIONS_FILE, rank, size)
+        mine = [c for i, c in enumerate(split.conversations) if i % size == rank]
+        pending = [c for c in mine if c.id not in log.done]
         gen_started = time.perf_counter()
-        bar = tqdm(total=len(split.conversations), initial=len(split.conversations) - len(pending),
+        bar = tqdm(total=len(mine), initial=len(mine) - len(pending),
                    desc=f"{split.domain} {key.retriever}/{key.model}", unit="conv",
                    disable=not self.progress, leave=False)
         try:
             step = max(1, self.spec.batch_size)
             for start in range(0, len(pending), step):
+                self._check_budget(len(log.done))
                 batch = pending[start : start + step]
-                log.append(self._predict(batch, by_id, presented, split, generator, retriever))
+                records = self._predict(batch, by_id, presented, split, generator, retriever)
+                log.append(records)
+                self.spent_usd += sum((r["usage"] or {}).get("cost_usd", 0.0) for r in records)
                 bar.update(len(batch))
         finally:
             bar.close()
+        if rank != 0:
+            log.close()
+            return None
+        self._gather(log, split, cell_dir)
         records = log.finalize([c.id for c in split.conversations])
         generation_s = time.perf_counter() - gen_started
         metrics = compute_all(records, self.spec.top_k, ordered=retriever.ordered)
@@ -278,6 +306,7 @@ class Grid:
             "n_pairs": sum(len(r["gt_items"]) for r in records),
             "failures": _failures(records),
             "usage": _sum_usage(records),
+            "generator_info": _info(records),
             "candidate_set_hash": candidate_hash,
             "config": cell_spec,
             "config_hash": config_hash,
@@ -294,6 +323,48 @@ class Grid:
         }
         write_json_atomic(cell_dir / RESULTS_FILE, payload)
         return payload
+
+    def _check_budget(self, done: int) -> None:
+        if self.max_cost is not None and self.spent_usd >= self.max_cost:
+            raise BenchError(
+                f"spent ${self.spent_usd:.4f}, the --max-cost budget of ${self.max_cost:.4f}, "
+                f"after {done} conversations of this cell",
+                hint="finished conversations are saved; raise --max-cost and re-run to resume",
+            )
+
+    def _gather(self, log: PredictionLog, split: Split, cell_dir: Path) -> None:
+        """Rank 0 waits until every rank's shard holds its conversations."""
+        deadline = time.monotonic() + self.gather_timeout_s
+        while True:
+            log.refresh()
+            missing = [c.id for c in split.conversations if c.id not in log.done]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{len(missing)} conversations never arrived from the other ranks "
+                    f"(first: {missing[0]})",
+                    where=str(cell_dir),
+                    hint="their shards are kept; re-run to finish them",
+                )
+            time.sleep(1.0)
+
+    def _estimate(
+        self,
+        key: CellKey,
+        split: Split,
+        generator: Generator | None,
+        presented: dict[str, list[str]],
+    ) -> None:
+        row: dict[str, Any] = {"domain": split.domain, "retriever": key.retriever,
+                               "model": key.model, "conversations": len(split.conversations)}
+        estimate = getattr(generator, "estimate", None)
+        if estimate is not None:
+            quiet = Warnings(echo=False)
+            requests = [Request(c, self._items(split, presented[c.id], quiet))
+                        for c in split.conversations]
+            row.update(estimate(requests))
+        self.estimates.append(row)
 
     def _predict(
         self,
@@ -312,12 +383,7 @@ class Grid:
         else:
             quiet = Warnings(echo=False)  # already counted over the whole split
             requests = [Request(c, self._items(split, presented[c.id], quiet)) for c in batch]
-            answers = generator.recommend(requests)
-            if len(answers) != len(requests):
-                raise BenchError(
-                    f"generator returned {len(answers)} choices for {len(requests)} requests",
-                    hint="a generator must answer every request, in order",
-                )
+            answers = self._answer(generator, requests)
             choices = [(a.item_id, a.raw, a.usage, a.failure) for a in answers]
         return [
             {
@@ -332,6 +398,39 @@ class Grid:
             }
             for c, (pred, raw, usage, failure) in zip(batch, choices, strict=True)
         ]
+
+
+    def _answer(self, generator: Generator, requests: list[Request]) -> list[Choice]:
+        """Answers from the response cache where possible, from the generator otherwise."""
+        keyer = getattr(generator, "cache_key", None)
+        keys = [keyer(r) for r in requests] if keyer else []
+        cache = ResponseCache(cache_root() / "responses")
+        answers: list[Choice | None] = [cache.get(k) for k in keys] if keys else [None] * len(
+            requests
+        )
+        missing = [i for i, a in enumerate(answers) if a is None]
+        if missing:
+            fresh = generator.recommend([requests[i] for i in missing])
+            if len(fresh) != len(missing):
+                raise BenchError(
+                    f"generator returned {len(fresh)} choices for {len(missing)} requests",
+                    hint="a generator must answer every request, in order",
+                )
+            for i, choice in zip(missing, fresh, strict=True):
+                answers[i] = choice
+            if keys:
+                cache.put_many((keys[i], answers[i]) for i in missing)
+        return [a for a in answers if a is not None]
+
+
+def _info(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Distinct string facts the generator reported (dated snapshot, system fingerprint)."""
+    found: dict[str, set[str]] = {}
+    for r in records:
+        for key, value in (r.get("usage") or {}).items():
+            if isinstance(value, str):
+                found.setdefault(key, set()).add(value)
+    return {k: sorted(v) for k, v in sorted(found.items())}
 
 
 def _summary(payload: dict[str, Any]) -> str:
