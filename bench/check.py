@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
 from bench.results import CellKey, iter_results, write_json_atomic
-from bench.tables import collect, metric
+from bench.tables import KEY_FIELDS, collect, metric
 
 BASELINE_VERSION = 1
-KEY_FIELDS = tuple(f.name for f in fields(CellKey))
 #: Slack for float representation error, so a cell exactly at the threshold never flips.
 _EPS = 1e-9
 _REASONS = {

@@ -109,7 +109,7 @@ def run(
     if dry_run:
         typer.echo(_estimate_table(grid.estimates))
         return
-    typer.echo(render(payloads, fmt))
+    typer.echo(render(payloads, fmt), nl=False)
     typer.echo(f"results: {spec.out}", err=True)
 
 
@@ -155,11 +155,11 @@ def table(
     from bench.results import iter_results
     from bench.tables import render
 
-    payloads = [p for _, p in iter_results(paths)]
-    if not payloads:
+    found = list(iter_results(paths))
+    if not found:
         raise BenchError(f"no results.json under {', '.join(map(str, paths))}",
                          hint="run `bench run` first")
-    typer.echo(render(payloads, fmt, with_paper=with_paper))
+    typer.echo(render(found, fmt, with_paper=with_paper), nl=False)
 
 
 @app.command()
@@ -180,7 +180,7 @@ def check(
         typer.echo(f"wrote {baseline}")
         return
     report = run_check(results, baseline, tolerance)
-    typer.echo(report.render())
+    typer.echo(report.render(), nl=False)
     if not report.ok:
         raise typer.Exit(1)
 

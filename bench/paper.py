@@ -100,15 +100,9 @@ def unique(rows: tuple[ReportedRow, ...]) -> tuple[ReportedRow, ...]:
 
 def lookup(retriever: str, setting: str, method: str, domain: str) -> ReportedRow | None:
     """The reported row for a key, from the lowest-numbered table that has it."""
-    for row in sorted(reported(), key=lambda r: r.table):
-        if (row.retriever, row.setting, row.method, row.domain) == (
-            retriever,
-            setting,
-            method,
-            domain,
-        ):
-            return row
-    return None
+    key = (retriever, setting, method, domain)
+    rows = (r for r in sorted(reported(), key=lambda r: r.table))
+    return next((r for r in rows if (r.retriever, r.setting, r.method, r.domain) == key), None)
 
 
 def matching(retriever: str, model: str) -> tuple[ReportedRow, ...]:

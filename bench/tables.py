@@ -15,12 +15,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from bench import paper
 from bench.errors import BenchError
+from bench.results import RESULTS_FILE, CellKey
 
 FORMATS = ("markdown", "latex", "csv")
 RETRIEVER_ORDER = (
@@ -72,24 +73,36 @@ CSV_COLUMNS = (
     "file",
 )
 
+KEY_FIELDS = tuple(f.name for f in fields(CellKey))
 Result = tuple[Path, dict[str, Any]]
+#: ``iter_results`` yields (file, payload); ``Grid.run()`` returns bare payloads.
+Payload = Result | Mapping[str, Any]
 
 
-def _field(payload: Mapping[str, Any], name: str) -> str:
-    value = payload[name]
-    return str(value["name"] if name == "dataset" else value)
+def _field(payload: Mapping[str, Any], name: str, file: Path) -> str:
+    """A key field of a payload (``dataset`` means its name), or an error naming the file."""
+    try:
+        value = payload[name]
+        return str(value["name"] if name == "dataset" else value)
+    except (KeyError, TypeError):
+        raise BenchError(f"results.json lacks {name!r}", where=str(file)) from None
 
 
-def collect(results: Iterable[Result], fields: tuple[str, ...]) -> dict[tuple[str, ...], Result]:
-    """Index payloads by ``fields``; two files for one key is an error, never a silent pick."""
+def _located(item: Payload) -> Result:
+    """(file, payload); a bare payload is named by its cell's path relative to the run dir."""
+    if isinstance(item, tuple):
+        return item
+    names = (_field(item, f, Path(RESULTS_FILE)) for f in KEY_FIELDS)
+    return CellKey(*names).directory(Path()) / RESULTS_FILE, dict(item)
+
+
+def collect(results: Iterable[Payload], by: tuple[str, ...]) -> dict[tuple[str, ...], Result]:
+    """Index payloads by ``by``; two files for one key is an error, never a silent pick."""
     seen: dict[tuple[str, ...], Result] = {}
-    for file, payload in results:
-        try:
-            key = tuple(_field(payload, f) for f in fields)
-        except (KeyError, TypeError) as exc:
-            raise BenchError(f"results.json lacks {exc}", where=str(file)) from None
+    for file, payload in map(_located, results):
+        key = tuple(_field(payload, f, file) for f in by)
         if key in seen:
-            cell = ", ".join(f"{f}={v!r}" for f, v in zip(fields, key, strict=True))
+            cell = ", ".join(f"{f}={v!r}" for f, v in zip(by, key, strict=True))
             raise BenchError(
                 f"two results for {cell}: {seen[key][0]} and {file}",
                 hint="pass one run per cell, or render the runs separately",
@@ -148,19 +161,22 @@ def metric(payload: Mapping[str, Any], name: str, file: Path) -> float | None:
 
 
 def _paper_rows(retriever: str, model: str, group: str, domains: list[str]) -> list[Row]:
+    """Reported rows for a measured line, one per paper setting; ``retriever`` is the paper's
+    (``sbert`` for ``dataset:st``), ``model`` stays the harness name they were matched on."""
     by_line: dict[tuple[str, str], dict[str, Cell]] = {}
     for r in paper.matching(retriever, model):
         if r.domain in domains:
             cell = Cell(r.hr1, r.valid_ratio, note=r.note, table=str(r.table))
-            by_line.setdefault((r.setting, r.method), {})[r.domain] = cell
+            by_line.setdefault((r.setting, r.retriever), {})[r.domain] = cell
     rows = []
-    for (setting, method), cells in sorted(by_line.items(), key=lambda i: SETTING_ORDER[i[0][0]]):
-        label = f"{method} (paper)" if setting == "retrieval" else f"{method} [{setting}] (paper)"
-        rows.append(Row(group, label, "paper", retriever, model, setting, cells))
+    for (setting, source), cells in sorted(by_line.items(), key=lambda i: SETTING_ORDER[i[0][0]]):
+        name = retriever if model == "none" else model
+        label = f"{name} (paper)" if setting == "retrieval" else f"{name} [{setting}] (paper)"
+        rows.append(Row(group, label, "paper", source, model, setting, cells))
     return rows
 
 
-def build(results: Iterable[Result], *, with_paper: bool = False) -> tuple[list[str], list[Row]]:
+def build(results: Iterable[Payload], *, with_paper: bool = False) -> tuple[list[str], list[Row]]:
     """Domains in column order and rows in display order."""
     cells = collect(results, ("retriever", "model", "domain"))
     if not cells:
@@ -171,8 +187,8 @@ def build(results: Iterable[Result], *, with_paper: bool = False) -> tuple[list[
         lines.setdefault((retriever, model), {})[domain] = Cell(
             metric(payload, "hr@1", file),
             metric(payload, "valid_ratio", file),
-            dataset=_field(payload, "dataset"),
-            split=_field(payload, "split"),
+            dataset=_field(payload, "dataset", file),
+            split=_field(payload, "split", file),
             file=str(file),
         )
 
@@ -319,7 +335,7 @@ def _csv(domains: list[str], rows: list[Row]) -> str:
 
 
 def render(
-    results: Iterable[Result], fmt: str, *, with_paper: bool = False, rank_paper: bool = False
+    results: Iterable[Payload], fmt: str, *, with_paper: bool = False, rank_paper: bool = False
 ) -> str:
     """Render ``iter_results(...)`` output as a markdown, LaTeX or CSV table."""
     if fmt not in FORMATS:

@@ -137,7 +137,7 @@ def test_latex(run: Path, tmp_path: Path) -> None:
     assert lines[2] == r" & \multicolumn{2}{c}{Beauty} & \multicolumn{2}{c}{Home} \\"
     assert lines[3] == r"\cmidrule(lr){2-3} \cmidrule(lr){4-5}"
     assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
-    assert text.count(r"\midrule") == 4  # under the header, then one per group
+    assert text.count(r"\midrule") == 3  # one above each group, the first under the header
     assert r"\multicolumn{5}{l}{\textit{Generative + SBERT}} \\" in lines
     assert r"lavic & \textbf{0.1000} & 0.9700 & \textbf{0.3200} & 0.9800 \\" in lines
     assert r"gpt-4o & \textbf{0.1000} & 0.9900 & \underline{0.3000} & 1.0000 \\" in lines
@@ -198,6 +198,13 @@ def test_paper_alias_and_oom(tmp_path: Path) -> None:
     assert rows["lavic [title+image] (paper)"] == ["0.3197", "0.9892"]
     assert rows["lavic-entire-tokens [ablation] (paper)"] == ["o.o.m.", "-"]
     assert "*Generative + dataset:st*" in rows
+    table = render(iter_results([tmp_path]), "csv", with_paper=True)
+    reported = [r for r in csv.DictReader(io.StringIO(table)) if r["source"] == "paper"]
+    assert {(r["retriever"], r["model"]) for r in reported} == {
+        ("sbert", "lavic"),
+        ("sbert", "lavic-entire-tokens"),
+    }
+    assert [r["note"] for r in reported if r["hr@1"] == ""] == ["o.o.m."]
 
 
 def test_unknown_domains_follow_the_known_ones_sorted(tmp_path: Path) -> None:
@@ -230,3 +237,19 @@ def test_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="valid_ratio") as err:
         render(iter_results([tmp_path]), "csv")
     assert err.value.where == str(path)
+    broken["metrics"]["valid_ratio"] = None
+    del broken["split"]
+    write_json_atomic(path, broken)
+    with pytest.raises(BenchError, match="lacks 'split'"):
+        render(iter_results([path]), "csv")
+
+
+def test_bare_payloads_as_the_cli_passes_them(run: Path) -> None:
+    """``bench table`` and ``Grid.run()`` hand over payloads without their files."""
+    found = list(iter_results([run]))
+    bare = [p for _, p in found]
+    assert render(bare, "markdown", with_paper=True) == render(found, "markdown", with_paper=True)
+    with pytest.raises(BenchError) as err:
+        render([*bare, bare[0]], "latex")
+    cell = "reddit-amazon/all_beauty/test/bm25/none/results.json"  # bare[0], named twice
+    assert err.value.one_line().count(cell) == 2

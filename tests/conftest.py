@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny dataset in the release layout, written per test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TITLES = {
+    "B000000001": "Red lipstick matte",
+    "B000000002": "Blue lipstick gloss",
+    "B000000003": "Green nail polish",
+    "B000000004": "Ceramic vase tall",
+    "1000000005": "Striped scarf wool",
+    "B000000006": "Round mirror brass",
+    "B000000007": "Polka dot mug",
+    "B000000008": "Wooden hairbrush",
+    "B000000009": "Pink compact powder",
+    "B00000000A": "Silver hoop earrings",
+    "B00000000B": "Black leather handbag",
+    "B00000000C": "Cotton cushion cover",
+}
+ASINS = list(TITLES)
+
+
+def conversation(i: int, gt: list[str], context: str | None = None) -> dict:
+    cands = ASINS[:10]
+    return {
+        "context": context or f"<submission>Looking for {TITLES[gt[0]].lower()} #{i}"
+        "</submission>\n<comment>Any ideas?</comment>\n",
+        "context_items": [],
+        "gt": f"Try [this](https://www.amazon.com/dp/{gt[0]})",
+        "gt_items": gt,
+        "candidates_st": cands,
+        "candidates_gpt_large": list(reversed(cands)),
+    }
+
+
+def write_release(root: Path, *, n: int = 12) -> Path:
+    """Two domains, valid + test splits, metadata for all items, images for all but one."""
+    (root / "train_images").mkdir(parents=True)
+    for domain in ("all_beauty", "amazon_home"):
+        for split in ("valid", "test"):
+            (root / domain).mkdir(exist_ok=True)
+            lines = [conversation(i, [ASINS[i % len(ASINS)]]) for i in range(n)]
+            lines[1]["gt_items"] = [ASINS[1], ASINS[11]]  # two ground truths, one outside
+            (root / domain / f"{split}.jsonl").write_text(
+                "".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8"
+            )
+    meta = {a: {"title": t, "images": [{"large": "x"}], "description": f"a photo of {t}"}
+            for a, t in TITLES.items()}
+    (root / "item2meta_train.json").write_text(json.dumps(meta), encoding="utf-8")
+    for k, asin in enumerate(ASINS[:-1]):
+        Image.new("RGB", (32 + k, 24), (10 * k, 100, 200)).save(root / "train_images" /
+                                                                f"{asin}_0.jpg")
+    return root
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    return write_release(tmp_path / "data")
