@@ -109,6 +109,9 @@ def run(
     if dry_run:
         typer.echo(_estimate_table(grid.estimates))
         return
+    if not payloads:  # a non-zero data-parallel rank: rank 0 gathers and reports
+        typer.echo(f"shard done; rank 0 writes the results under {spec.out}", err=True)
+        return
     typer.echo(render(payloads, fmt), nl=False)
     typer.echo(f"results: {spec.out}", err=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -55,3 +56,27 @@ generators.register(
     "test plug-in",
     origin=__file__,
 )
+
+
+class CountingCached:
+    """Deterministic and cacheable; counts real calls so a test can see cache hits."""
+
+    identity = "toy-cached/v1"
+    calls = 0
+
+    def cache_key(self, request: Request) -> str:
+        ids = ",".join(i.asin for i in request.candidates)
+        return hashlib.sha256(f"{self.identity}|{request.conversation.context}|{ids}".encode()
+                              ).hexdigest()
+
+    def recommend(self, requests: Sequence[Request]) -> list[Choice]:
+        CountingCached.calls += len(requests)
+        return [Choice(r.candidates[-1].asin, raw="last", usage={"cost_usd": 0.5})
+                for r in requests]
+
+    def estimate(self, requests: Sequence[Request]) -> dict[str, float]:
+        return {"prompt_tokens": 100 * len(requests), "completion_tokens": 4 * len(requests),
+                "cost_usd": 0.01 * len(requests)}
+
+
+generators.register("toy-cached", lambda ctx: CountingCached(), "test plug-in", origin=__file__)
