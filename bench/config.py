@@ -142,7 +142,8 @@ def parse(raw: dict[str, Any], where: str) -> RunSpec:
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text)
     except OSError as exc:
         raise BenchError(f"cannot read config: {exc.strerror}", where=str(path)) from None
     except UnicodeDecodeError:
@@ -150,10 +151,11 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # Python 3.11 puts the position only in the message: "... (at line 3, column 7)".
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        message = re.sub(r"\s*\(at line.*\)$", "", str(exc))
+        line = found.group(1) if found else str(len(text.splitlines()))  # "at end of document"
+        message = re.sub(r"\s*\(at (line|end).*\)$", "", str(exc))
         raise BenchError(
             f"invalid TOML: {message}",
-            where=f"{path}:{found.group(1)}" if found else str(path),
+            where=f"{path}:{line}",
             hint="fix the syntax at that line",
         ) from None
 
