@@ -6,6 +6,7 @@ finished conversations are already on disk when that happens.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -92,6 +93,8 @@ def run(
     from bench.runner import Grid
     from bench.tables import render
 
+    if not progress:
+        os.environ["TQDM_DISABLE"] = "1"  # also silences bars inside retrievers and models
     _includes(include)
     spec = cfg.load(config)
     spec = cfg.override(
