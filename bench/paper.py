@@ -105,6 +105,9 @@ def lookup(retriever: str, setting: str, method: str, domain: str) -> ReportedRo
     return next((r for r in rows if (r.retriever, r.setting, r.method, r.domain) == key), None)
 
 
+IMAGE_SUFFIX = "+img"  # registered image variants of generators, e.g. "llava-1.6+img"
+
+
 def matching(retriever: str, model: str) -> tuple[ReportedRow, ...]:
     """The paper's rows for a measured (retriever, model): its own ranking when model is
     "none", else every setting of that generator over the same candidate retriever."""
@@ -113,8 +116,17 @@ def matching(retriever: str, model: str) -> tuple[ReportedRow, ...]:
             r for r in unique(reported()) if r.setting == "retrieval" and r.method == retriever
         )
     candidates = CANDIDATE_ALIASES.get(retriever, retriever)
-    return tuple(
+    method, images = (model[: -len(IMAGE_SUFFIX)], True) if model.endswith(IMAGE_SUFFIX) else (
+        model, False)
+    rows = [
         r
         for r in unique(reported())
-        if r.setting != "retrieval" and r.retriever == candidates and r.method == model
-    )
+        if r.setting != "retrieval" and r.retriever == candidates and r.method == method
+    ]
+    # "llava-1.6" is the paper's titles-only row, "llava-1.6+img" its title + image row;
+    # a method the paper ran in one setting only (LaViC) matches that setting either way.
+    settings = {r.setting for r in rows}
+    if settings >= {"title", "title+image"}:
+        wanted = "title+image" if images else "title"
+        rows = [r for r in rows if r.setting == wanted]
+    return tuple(rows)

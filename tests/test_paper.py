@@ -81,8 +81,9 @@ def test_matching() -> None:
     # The release's shipped SBERT lists compare with the paper's SBERT rows, shown once.
     lavic = paper.matching("dataset:st", "lavic")
     assert {(r.table, r.setting) for r in lavic} == {(3, "title+image")}
-    llava = paper.matching("openai-emb", "llava-1.6")
-    assert {r.setting for r in llava} == {"title", "title+image"}
+    assert {r.setting for r in paper.matching("openai-emb", "llava-1.6")} == {"title"}
+    with_images = paper.matching("openai-emb", "llava-1.6+img")
+    assert {(r.setting, r.method) for r in with_images} == {("title+image", "llava-1.6")}
     assert paper.matching("dataset:st", "none") == ()
     assert paper.matching("sbert", "unknown-model") == ()
 
