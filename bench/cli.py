@@ -210,11 +210,13 @@ def synth(
 def validate_cmd(
     data_dir: Annotated[Path, typer.Argument(help="Data directory (release layout).")],
     images_dir: Annotated[Path | None, typer.Option(help="Images folder.")] = None,
+    decode_images: Annotated[bool, typer.Option(help="Open every image to find corrupt "
+                                                "ones (slow).")] = False,
 ) -> None:
     """Counts per domain/split and every structural problem (exit 1 if any)."""
     from bench.data.validate import validate
 
-    report = validate(data_dir, images_dir)
+    report = validate(data_dir, images_dir, decode_images=decode_images)
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)

@@ -100,6 +100,9 @@ def test_entry_point_plugin_is_found_without_include(tmp_path: Path) -> None:
 def test_validate_exit_codes(release: Path) -> None:
     ok = bench("data", "validate", str(release))
     assert ok.returncode == 0 and "all_beauty" in ok.stdout
+    (release / "train_images" / "B000000001_0.jpg").write_bytes(b"not a jpeg")
+    decoded = bench("data", "validate", str(release), "--decode-images")
+    assert decoded.returncode == 0 and "without image: 1, corrupt image: 1" in decoded.stdout
     bad = release / "amazon_home" / "valid.jsonl"
     bad.write_text(bad.read_text() + "{not json\n")
     proc = bench("data", "validate", str(release))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftfy.badness import is_bad
+from PIL import Image
 
 from bench.data.release import IMAGES_DIR, REQUIRED_FIELDS, load_meta, read_jsonl
 from bench.data.schema import ASIN_RE, CANDIDATE_FIELDS, SPLITS
@@ -50,6 +51,8 @@ class ValidationReport:
         lines.append(
             f"items referenced: {self.items['referenced']}, without title: "
             f"{self.items['no_title']}, without image: {self.items['no_image']}"
+            + (f", corrupt image: {self.items['corrupt_image']}" if "corrupt_image" in self.items
+               else "")
         )
         shown = self.errors[:20]
         lines += [f"error: {e}" for e in shown]
@@ -59,7 +62,18 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def validate(root: Path, images_dir: Path | None = None) -> ValidationReport:
+def _decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+    return True
+
+
+def validate(
+    root: Path, images_dir: Path | None = None, *, decode_images: bool = False
+) -> ValidationReport:
     if not root.is_dir():
         raise BenchError(f"{root} is not a directory", hint="pass the release's data/ folder")
     report = ValidationReport(root)
@@ -77,12 +91,17 @@ def validate(root: Path, images_dir: Path | None = None) -> ValidationReport:
     meta = load_meta(root)
     report.errors += [f"{where}: {code}: {msg}" for code, where, msg in meta.problems]
     report.items["referenced"] = len(referenced)
+    if decode_images:
+        report.items["corrupt_image"] = 0
     for asin in referenced:
         details = meta.records.get(asin)
         if not details or not str(details.get("title") or "").strip():
             report.items["no_title"] += 1
-        if not (images / f"{asin}_0.jpg").exists():
+        image = images / f"{asin}_0.jpg"
+        if not image.exists():
             report.items["no_image"] += 1
+        elif decode_images and not _decodes(image):
+            report.items["corrupt_image"] += 1
     return report
 
 
