@@ -341,3 +341,12 @@ def test_missing_weights_are_one_line_errors(tmp_path: Path) -> None:
         registry.generators.build("llava-1.5", BuildContext(options={"device": "cpu"},
                                                             models=unknown))
     assert "\n" not in err.value.one_line()
+
+
+def test_weights_load_only_when_a_model_call_is_needed(tiny: dict[str, Path]) -> None:
+    gen = build("llava-1.6", tiny["next"], decoding="score")
+    keys = [gen.cache_key(r) for r in requests(3)]  # what a fully cached re-run needs
+    assert len(set(keys)) == 3
+    assert "model" not in vars(gen)  # the cached_property never ran
+    gen.recommend(requests(1))
+    assert "model" in vars(gen)

@@ -6,12 +6,13 @@ none, so it gets its own v1.1 conversation format, the one it was fine-tuned on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from baselines.generators.hf import HFGenerator, Settings, Source, load, load_model
 from bench.context import BuildContext
@@ -29,10 +30,10 @@ class CausalGenerator(HFGenerator):
 
     fallback = VICUNA_FORMAT
 
-    def __init__(self, name: str, source: Source, settings: Settings, model: Any,
-                 tokenizer: Any) -> None:
+    def __init__(self, name: str, source: Source, settings: Settings,
+                 weights: Callable[[], Any], config: Any, tokenizer: Any) -> None:
         self.tokenizer = self.templater = tokenizer
-        super().__init__(name, source, settings, model)
+        super().__init__(name, source, settings, weights, config)
 
     def messages(self, text: str) -> list[dict[str, Any]]:
         return [{"role": "user", "content": text}]
@@ -48,5 +49,6 @@ def build(ctx: BuildContext) -> CausalGenerator:
     settings = Settings.from_context(ctx, "vicuna", vision=False)
     source = Source.locate(ctx, "vicuna", VICUNA)
     tokenizer = load(AutoTokenizer, source)
-    model = load_model(AutoModelForCausalLM, source, settings)
-    return CausalGenerator("vicuna", source, settings, model, tokenizer)
+    weights = functools.partial(load_model, AutoModelForCausalLM, source, settings)
+    return CausalGenerator("vicuna", source, settings, weights, load(AutoConfig, source),
+                           tokenizer)

@@ -14,11 +14,12 @@ everything that decides *what* the model sees or answers lives here, once. Two d
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -301,20 +302,30 @@ class HFGenerator:
     tokenizer: Any
     fallback: str
 
-    def __init__(self, name: str, source: Source, settings: Settings, model: Any) -> None:
+    def __init__(self, name: str, source: Source, settings: Settings,
+                 weights: Callable[[], Any], config: Any) -> None:
+        """``weights()`` loads the model; it runs on the first cache miss only, so a re-run
+        served from the response cache never loads the weights."""
         self.name = name
         self.settings = settings
-        self.model = model
+        self._weights = weights
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
-        eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
-        positions = model.config.get_text_config(decoder=True).max_position_embeddings
+        positions = config.get_text_config(decoder=True).max_position_embeddings
         self.max_length = settings.max_length or min(positions, MAX_LENGTH_CAP)
         self.identity = f"{name}|{source.fingerprint()}|{settings.describe()}"
+
+    @functools.cached_property
+    def model(self) -> Any:
+        return self._weights()
+
+    @functools.cached_property
+    def eos_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [eos] if isinstance(eos, int) else list(eos)
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -366,8 +377,9 @@ class HFGenerator:
         loaded = [load_image(i.image_path) for i in items] if self.settings.images else []
         images = tuple(image for image, _ in loaded)
         extra = sum(self.image_tokens(images)) - len(images)  # each slot is one text token
-        if self.settings.decoding == "score":
-            room = max((len(self.continuation(i.asin)) for i in items), default=0)
+        if self.settings.decoding == "score":  # an answer's tokens + EOS (no weights needed)
+            room = max((len(self.tokenizer(i.asin, add_special_tokens=False)["input_ids"]) + 1
+                        for i in items), default=0)
         else:
             room = self.settings.max_new_tokens
         budget = self.max_length - room

@@ -10,12 +10,14 @@ the llava-hf chat templates move such parts to the start of the turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 from transformers import (
+    AutoConfig,
     AutoProcessor,
     LlavaForConditionalGeneration,
     LlavaNextForConditionalGeneration,
@@ -32,12 +34,12 @@ LLAVA_16 = "llava-hf/llava-v1.6-mistral-7b-hf"
 class LlavaGenerator(HFGenerator):
     """A LLaVA-family model behind its processor (tokenizer + image processor)."""
 
-    def __init__(self, name: str, source: Source, settings: Settings, model: Any,
-                 processor: Any, fallback: str) -> None:
+    def __init__(self, name: str, source: Source, settings: Settings,
+                 weights: Callable[[], Any], config: Any, processor: Any, fallback: str) -> None:
         self.templater = processor
         self.tokenizer = processor.tokenizer
         self.fallback = fallback
-        super().__init__(name, source, settings, model)
+        super().__init__(name, source, settings, weights, config)
 
     def messages(self, text: str) -> list[dict[str, Any]]:
         return [{"role": "user", "content": [{"type": "text", "text": text}]}]
@@ -71,8 +73,9 @@ def _build(ctx: BuildContext, name: str, default: str, model_class: Any,
     settings = Settings.from_context(ctx, name, vision=True)
     source = Source.locate(ctx, name, default)
     processor = load(AutoProcessor, source)
-    model = load_model(model_class, source, settings)
-    return LlavaGenerator(name, source, settings, model, processor, fallback)
+    weights = functools.partial(load_model, model_class, source, settings)
+    return LlavaGenerator(name, source, settings, weights, load(AutoConfig, source), processor,
+                          fallback)
 
 
 def build_llava_15(ctx: BuildContext) -> LlavaGenerator:
