@@ -95,6 +95,7 @@ def run(
 
     if not progress:
         os.environ["TQDM_DISABLE"] = "1"  # also silences bars inside retrievers and models
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' own (weight loading)
     _includes(include)
     spec = cfg.load(config)
     spec = cfg.override(
