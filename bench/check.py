@@ -12,14 +12,13 @@ the baseline does not list are ignored, so a baseline can pin a subset of a run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.results import CellKey, iter_results, write_json_atomic
+from bench.results import CellKey, iter_results, read_versioned, write_json_atomic
 from bench.tables import KEY_FIELDS, collect, metric
 
 BASELINE_VERSION = 1
@@ -102,17 +101,8 @@ def _cells(results_paths: Iterable[str | Path]) -> dict[CellKey, tuple[Path, dic
 def read_baseline(path: str | Path) -> list[tuple[CellKey, float]]:
     """Parse and validate a baseline file; every problem names the file and cell index."""
     file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchError(f"unreadable baseline: {exc}", where=str(file)) from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != BASELINE_VERSION:
-        raise BenchError(
-            f"baseline schema_version {version!r}, expected {BASELINE_VERSION}",
-            where=str(file),
-            hint="recreate it with write_baseline",
-        )
+    data = read_versioned(file, BASELINE_VERSION, "baseline",
+                          hint="recreate it with `bench check RUN --baseline FILE --write`")
     cells = data.get("cells")
     if not isinstance(cells, list):
         raise BenchError("baseline has no 'cells' list", where=str(file))

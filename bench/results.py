@@ -148,15 +148,18 @@ def iter_results(paths: Iterable[str | Path]) -> Iterator[tuple[Path, dict[str, 
             raise BenchError(f"{root} does not exist", hint="pass a run directory or results.json")
         files = [root] if root.is_file() else sorted(root.rglob(RESULTS_FILE))
         for file in files:
-            try:
-                payload = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise BenchError(f"unreadable results file: {exc}", where=str(file)) from None
-            version = payload.get("schema_version") if isinstance(payload, dict) else None
-            if version != SCHEMA_VERSION:
-                raise BenchError(
-                    f"schema_version {version!r}, expected {SCHEMA_VERSION}",
-                    where=str(file),
-                    hint="re-run the cell with this version of lavic-bench",
-                )
-            yield file, payload
+            yield file, read_versioned(file, SCHEMA_VERSION, "results file",
+                                       hint="re-run the cell with this version of lavic-bench")
+
+
+def read_versioned(file: Path, expected: int, what: str, *, hint: str) -> dict[str, Any]:
+    """A JSON object with ``schema_version == expected``; anything else is a one-line error."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"unreadable {what}: {exc}", where=str(file)) from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != expected:
+        raise BenchError(f"{what} schema_version {version!r}, expected {expected}",
+                         where=str(file), hint=hint)
+    return data
