@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
-from tqdm import tqdm
+
+from bench import progress
 
 FORMAT = 1
 SHARD_SUFFIX = ".safetensors"
@@ -112,8 +113,8 @@ class EmbeddingCache:
         self._write_key()
         order = sorted(todo, key=lambda h: -len(todo[h]))
         pending: list[tuple[list[bytes], np.ndarray]] = []
-        with tqdm(
-            total=len(order), desc=desc, unit="text", disable=len(order) <= batch_size
+        with progress.bar(
+            total=len(order), desc=desc, unit="text", quiet=len(order) <= batch_size
         ) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]

@@ -21,9 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from bench import registry
+from bench import progress, registry
 from bench.config import RunSpec, spec_hash
 from bench.context import BuildContext
 from bench.data.release import ReleaseDataset
@@ -265,9 +263,9 @@ class Grid:
         mine = [c for i, c in enumerate(split.conversations) if i % size == rank]
         pending = [c for c in mine if c.id not in log.done]
         gen_started = time.perf_counter()
-        bar = tqdm(total=len(mine), initial=len(mine) - len(pending),
-                   desc=f"{split.domain} {key.retriever}/{key.model}", unit="conv",
-                   disable=not self.progress, leave=False)
+        bar = progress.bar(total=len(mine), initial=len(mine) - len(pending),
+                           desc=f"{split.domain} {key.retriever}/{key.model}", unit="conv",
+                           quiet=not self.progress, leave=False)
         try:
             step = max(1, self.spec.batch_size)
             for start in range(0, len(pending), step):

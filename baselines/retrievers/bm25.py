@@ -23,10 +23,10 @@ from collections.abc import Sequence
 
 import bm25s
 import numpy as np
-from tqdm import tqdm
 
 from baselines.retrievers.common import doc_text, query_text, read_options
 from baselines.retrievers.topk import top_k
+from bench import progress
 from bench.context import BuildContext
 from bench.data.schema import Catalog, Conversation
 from bench.errors import BenchError
@@ -118,8 +118,8 @@ class BM25Retriever:
         rows = max(1, _SCORE_BUDGET // max(1, len(self._asins)))
         texts = [query_text(c) for c in conversations]
         out: list[list[str]] = []
-        for start in tqdm(
-            range(0, len(texts), rows), desc="bm25", unit="block", disable=len(texts) <= rows
+        for start in progress.bar(
+            range(0, len(texts), rows), desc="bm25", unit="block", quiet=len(texts) <= rows
         ):
             block = texts[start : start + rows]
             scores = np.stack([self.scores(t) for t in block])
