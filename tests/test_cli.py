@@ -137,3 +137,15 @@ def test_check_gates_on_a_baseline(release: Path, tmp_path: Path) -> None:
     baseline.write_text(json.dumps(data))
     assert bench("check", str(out), "--baseline", str(baseline), "--tolerance", "0.1"
                  ).returncode == 1
+
+
+def test_synth_writes_a_dataset_the_loader_and_validator_accept(tmp_path: Path) -> None:
+    made = bench("data", "synth", "--out", str(tmp_path / "w"), "--size", "small", "--seed", "3")
+    assert made.returncode == 0, made.stderr
+    report = bench("data", "validate", str(tmp_path / "w"))
+    assert report.returncode == 0, report.stdout
+    table = [line.split() for line in report.stdout.splitlines()[1:10]]
+    assert {(row[0], row[1]) for row in table} == {
+        (d, s) for d in ("all_beauty", "amazon_fashion", "amazon_home")
+        for s in ("train", "valid", "test")}
+    assert "without title: 0, without image: 0" in report.stdout
