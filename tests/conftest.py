@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
+
+from bench.results import SCHEMA_VERSION
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -65,3 +68,37 @@ def write_release(root: Path, *, n: int = 12) -> Path:
 @pytest.fixture
 def release(tmp_path: Path) -> Path:
     return write_release(tmp_path / "data")
+
+
+def results_payload(
+    retriever: str, model: str, domain: str, hr1: float | None, vr: float | None = None,
+    *, split: str = "test",
+) -> dict[str, Any]:
+    """A results.json with every schema-v1 key; only the key fields and HR@1 / VR mean much."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": {"name": "reddit-amazon", "content_hash": "abc", "root": "/data"},
+        "domain": domain,
+        "split": split,
+        "retriever": retriever,
+        "model": model,
+        "retriever_identity": retriever,
+        "model_identity": model,
+        "metrics": {"hr@1": hr1, "hr@1_conv": hr1, "valid_ratio": vr, "recall@10": None,
+                    "oracle": None, "hr@1_ceiling": None, "retriever_hr@1": None},
+        "n_conversations": 10,
+        "n_pairs": 10,
+        "failures": {},
+        "usage": {},
+        "candidate_set_hash": "h",
+        "config": {},
+        "config_hash": "c",
+        "seed": 0,
+        "limit": None,
+        "top_k": 10,
+        "warnings": {},
+        "timings": {},
+        "versions": {},
+        "git_commit": None,
+        "created": "2025-01-01T00:00:00Z",
+    }

@@ -10,41 +10,14 @@ import pytest
 
 from bench.check import check, read_baseline, write_baseline
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, SCHEMA_VERSION, CellKey, write_json_atomic
+from bench.results import RESULTS_FILE, CellKey, write_json_atomic
+from tests.conftest import results_payload
 
 
 def write_cell(out: Path, retriever: str, model: str, domain: str, hr1: float | None) -> Path:
     """A schema-v1 results.json; check reads only the key fields and metrics."""
     key = CellKey("reddit-amazon", domain, "test", retriever, model)
-    metrics = dict.fromkeys(
-        ("hr@1_conv", "valid_ratio", "recall@10", "oracle", "hr@1_ceiling", "retriever_hr@1")
-    )
-    p: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "dataset": {"name": key.dataset, "content_hash": "abc", "root": "/data"},
-        "domain": domain,
-        "split": key.split,
-        "retriever": retriever,
-        "model": model,
-        "retriever_identity": retriever,
-        "model_identity": model,
-        "metrics": {**metrics, "hr@1": hr1},
-        "n_conversations": 10,
-        "n_pairs": 10,
-        "failures": {},
-        "usage": {},
-        "candidate_set_hash": "h",
-        "config": {},
-        "config_hash": "c",
-        "seed": 0,
-        "limit": None,
-        "top_k": 10,
-        "warnings": {},
-        "timings": {},
-        "versions": {},
-        "git_commit": None,
-        "created": "2025-01-01T00:00:00Z",
-    }
+    p = results_payload(retriever, model, domain, hr1)
     path = key.directory(out) / RESULTS_FILE
     write_json_atomic(path, p)
     return path

@@ -10,54 +10,9 @@ from typing import Any
 import pytest
 
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, SCHEMA_VERSION, CellKey, iter_results, write_json_atomic
+from bench.results import RESULTS_FILE, CellKey, iter_results, write_json_atomic
 from bench.tables import render
-
-
-def payload(
-    retriever: str,
-    model: str,
-    domain: str,
-    hr1: float | None,
-    vr: float | None,
-    *,
-    split: str = "test",
-) -> dict[str, Any]:
-    """A results.json with every schema-v1 key; only the ones tables read carry meaning."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "dataset": {"name": "reddit-amazon", "content_hash": "abc", "root": "/data"},
-        "domain": domain,
-        "split": split,
-        "retriever": retriever,
-        "model": model,
-        "retriever_identity": retriever,
-        "model_identity": model,
-        "metrics": {
-            "hr@1": hr1,
-            "hr@1_conv": hr1,
-            "valid_ratio": vr,
-            "recall@10": None,
-            "oracle": None,
-            "hr@1_ceiling": None,
-            "retriever_hr@1": None,
-        },
-        "n_conversations": 10,
-        "n_pairs": 10,
-        "failures": {},
-        "usage": {},
-        "candidate_set_hash": "h",
-        "config": {},
-        "config_hash": "c",
-        "seed": 0,
-        "limit": None,
-        "top_k": 10,
-        "warnings": {},
-        "timings": {},
-        "versions": {},
-        "git_commit": None,
-        "created": "2025-01-01T00:00:00Z",
-    }
+from tests.conftest import results_payload as payload
 
 
 def write(out: Path, p: dict[str, Any]) -> Path:
