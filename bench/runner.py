@@ -8,6 +8,7 @@ hash; a cell directory produced by a different spec is never silently mixed with
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ _PACKAGES = ("lavic-bench", "torch", "transformers", "sentence-transformers", "b
              "openai", "peft", "pillow")
 
 
+@functools.cache
 def package_versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
     for name in _PACKAGES:
@@ -56,6 +58,7 @@ def package_versions() -> dict[str, str | None]:
     return found
 
 
+@functools.cache
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -111,6 +114,11 @@ class Grid:
     gather_timeout_s: float = 3600.0
     spent_usd: float = 0.0
     estimates: list[dict[str, Any]] = field(default_factory=list)
+
+    @functools.cached_property
+    def responses(self) -> ResponseCache:
+        """One per run, so shards already read stay in memory across batches and cells."""
+        return ResponseCache(cache_root() / "responses")
 
     def _context(self, options: Any) -> BuildContext:
         return BuildContext(options=options, models=self.spec.models_table, seed=self.spec.seed)
@@ -251,11 +259,13 @@ class Grid:
             for c in split.conversations
         }
         generator = None if key.model == NO_MODEL else self._generator(key.model)
-        if generator is not None:
-            for conv in split.conversations:  # counted over all, so resume cannot change them
-                self._items(split, presented[conv.id], warnings)
+        # Built (and their problems counted) for every conversation, so resume cannot change
+        # the warning counts.
+        shown = {} if generator is None else {
+            c.id: self._items(split, presented[c.id], warnings) for c in split.conversations
+        }
         if self.dry_run:
-            self._estimate(key, split, generator, presented)
+            self._estimate(key, split, generator, shown)
             return None
         write_json_atomic(cell_dir / CELL_SPEC_FILE, {"config_hash": config_hash, **cell_spec})
         rank, size = world()
@@ -271,7 +281,8 @@ class Grid:
             for start in range(0, len(pending), step):
                 self._check_budget(len(log.done))
                 batch = pending[start : start + step]
-                records = self._predict(batch, by_id, presented, split, generator, retriever)
+                records = self._predict(batch, by_id, presented, shown, split, generator,
+                                        retriever)
                 log.append(records)
                 self.spent_usd += sum((r["usage"] or {}).get("cost_usd", 0.0) for r in records)
                 bar.update(len(batch))
@@ -352,16 +363,13 @@ class Grid:
         key: CellKey,
         split: Split,
         generator: Generator | None,
-        presented: dict[str, list[str]],
+        shown: dict[str, tuple[Item, ...]],
     ) -> None:
         row: dict[str, Any] = {"domain": split.domain, "retriever": key.retriever,
                                "model": key.model, "conversations": len(split.conversations)}
         estimate = getattr(generator, "estimate", None)
         if estimate is not None:
-            quiet = Warnings(echo=False)
-            requests = [Request(c, self._items(split, presented[c.id], quiet))
-                        for c in split.conversations]
-            row.update(estimate(requests))
+            row.update(estimate([Request(c, shown[c.id]) for c in split.conversations]))
         self.estimates.append(row)
 
     def _predict(
@@ -369,6 +377,7 @@ class Grid:
         batch: Sequence[Conversation],
         by_id: dict[str, list[str]],
         presented: dict[str, list[str]],
+        shown: dict[str, tuple[Item, ...]],
         split: Split,
         generator: Generator | None,
         retriever: Retriever,
@@ -379,9 +388,7 @@ class Grid:
                 for c in batch
             ]
         else:
-            quiet = Warnings(echo=False)  # already counted over the whole split
-            requests = [Request(c, self._items(split, presented[c.id], quiet)) for c in batch]
-            answers = self._answer(generator, requests)
+            answers = self._answer(generator, [Request(c, shown[c.id]) for c in batch])
             choices = [(a.item_id, a.raw, a.usage, a.failure) for a in answers]
         return [
             {
@@ -402,9 +409,8 @@ class Grid:
         """Answers from the response cache where possible, from the generator otherwise."""
         keyer = getattr(generator, "cache_key", None)
         keys = [keyer(r) for r in requests] if keyer else []
-        cache = ResponseCache(cache_root() / "responses")
-        answers: list[Choice | None] = [cache.get(k) for k in keys] if keys else [None] * len(
-            requests
+        answers: list[Choice | None] = (
+            [self.responses.get(k) for k in keys] if keys else [None] * len(requests)
         )
         missing = [i for i, a in enumerate(answers) if a is None]
         if missing:
@@ -417,7 +423,7 @@ class Grid:
             for i, choice in zip(missing, fresh, strict=True):
                 answers[i] = choice
             if keys:
-                cache.put_many((keys[i], answers[i]) for i in missing)
+                self.responses.put_many((keys[i], answers[i]) for i in missing)
         return [a for a in answers if a is not None]
 
 

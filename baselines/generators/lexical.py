@@ -38,12 +38,9 @@ class LexicalGenerator:
                 choices.append(Choice(None, raw="no candidates", failure="no_id"))
                 continue
             context = tokens(request.conversation.context)
-            best, best_shared = None, -1
-            for item in request.candidates:  # strict '>' keeps the first of equals
-                shared = len(context & tokens(item.title))
-                if shared > best_shared:
-                    best, best_shared = item.asin, shared
-            choices.append(Choice(best, raw=f"{best}: {best_shared} title tokens shared"))
+            shared = {i.asin: len(context & tokens(i.title)) for i in request.candidates}
+            best = max(shared, key=shared.__getitem__)  # max keeps the first of equals
+            choices.append(Choice(best, raw=f"{best}: {shared[best]} title tokens shared"))
         return choices
 
 

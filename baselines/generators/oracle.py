@@ -51,15 +51,14 @@ class OracleGenerator:
                 continue
             table = self._table(request)
             wanted = requested_attributes(request.conversation.context)
-            best, best_score, best_matched = None, -1, []
-            for item in request.candidates:  # strict '>' keeps the first of equals
-                attrs = table.get(item.asin, {})
-                matched = [k for k, v in wanted.items() if attrs.get(k) == v]
-                if len(matched) > best_score:
-                    best, best_score, best_matched = item.asin, len(matched), matched
+            matches = {
+                i.asin: [k for k, v in wanted.items() if table.get(i.asin, {}).get(k) == v]
+                for i in request.candidates
+            }
+            best = max(matches, key=lambda asin: len(matches[asin]))  # first of equals
             asked = ", ".join(f"{k}={v}" for k, v in wanted.items()) or "nothing recognised"
-            matched = ", ".join(best_matched)
-            raw = f"{best}: matches {best_score}/{len(wanted)} ({matched}); asked {asked}"
+            raw = (f"{best}: matches {len(matches[best])}/{len(wanted)} "
+                   f"({', '.join(matches[best])}); asked {asked}")
             choices.append(Choice(best, raw=raw))
         return choices
 
