@@ -43,6 +43,37 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def mount_plugins(root: typer.Typer) -> None:
+    """Mount each ``lavic_bench.cli`` typer app as ``bench <name> ...`` (e.g. ``bench lavic``)
+    without importing the method here; a broken plug-in leaves a command that prints its one
+    error line, so every other command keeps working."""
+    taken = {c.name or c.callback.__name__.replace("_", "-")
+             for c in root.registered_commands if c.callback is not None}
+    taken |= {g.name for g in root.registered_groups}
+    for name, sub in registry.cli_apps():
+        if name in taken:
+            typer.echo(f"warning: plug-in command {name!r} clashes with `bench {name}`; "
+                       "ignored", err=True)
+            continue
+        if isinstance(sub, typer.Typer):
+            root.add_typer(sub, name=name)
+            continue
+        error = sub if isinstance(sub, BenchError) else BenchError(
+            f"plug-in command {name!r} is a {type(sub).__name__}, not a typer.Typer",
+            where=registry.CLI_GROUP, hint="fix, upgrade or uninstall that plug-in")
+        root.command(name, context_settings={"allow_extra_args": True,
+                                             "ignore_unknown_options": True},
+                     help=f"(broken plug-in) {error.what}")(_failing(error))
+
+
+def _failing(error: BenchError) -> Callable[[], None]:
+    def command() -> None:
+        typer.echo(error.one_line(), err=True)
+        raise typer.Exit(2)
+
+    return command
+
+
 def _includes(paths: list[Path] | None) -> None:
     registry.load_plugins()
     for path in paths or []:
@@ -221,6 +252,9 @@ def validate_cmd(
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)
+
+
+mount_plugins(app)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m bench`

@@ -18,11 +18,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-import baselines  # noqa: F401  (registers the built-in retrievers)
 from bench.context import BuildContext
 from bench.data.schema import Catalog, Conversation, Item
 from bench.errors import BenchError
-from bench.registry import retrievers
+from bench.registry import load_plugins, retrievers
 
 TITLES = [
     "Stainless steel chef knife 8 inch",
@@ -46,6 +45,7 @@ def conv(text: str, i: int = 0) -> Conversation:
 
 
 def build(cache: Path, **options: object):
+    load_plugins()  # the built-ins are entry points
     return retrievers.build(
         "openai-emb",
         BuildContext(options={"backoff_s": 0.05, **options}, cache_dir=cache),
