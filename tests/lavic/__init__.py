@@ -1,0 +1,1 @@
+"""Tests of the LaViC method on tiny models of the real architecture."""
