@@ -8,7 +8,6 @@ denominator ever changes silently.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -31,27 +30,24 @@ class BenchError(Exception):
 
 @dataclass
 class Warnings:
-    """Counts data problems by code; prints the first few of each code once, to stderr."""
+    """Counts data problems by code and keeps the first example of each; :meth:`lines` gives
+    one line per code, printed once, so a thousand bad lines never flood the console."""
 
     counts: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    echo: bool = True
-    max_echo: int = 3
+    first: dict[str, str] = field(default_factory=dict)
 
     def add(self, code: str, message: str, *, where: str | None = None) -> None:
         self.counts[code] += 1
-        line = f"{where}: {message}" if where else message
-        shown = self.examples.setdefault(code, [])
-        if len(shown) < self.max_echo:
-            shown.append(line)
-            if self.echo:
-                print(f"warning [{code}]: {line}", file=sys.stderr)
+        self.first.setdefault(code, f"{where}: {message}" if where else message)
 
     def merge(self, other: Warnings) -> None:
         self.counts.update(other.counts)
-        for code, lines in other.examples.items():
-            mine = self.examples.setdefault(code, [])
-            mine.extend(lines[: max(0, self.max_echo - len(mine))])
+        for code, line in other.first.items():
+            self.first.setdefault(code, line)
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+    def lines(self) -> list[str]:
+        """``warning [code] xN: first example`` per code, in code order."""
+        return [f"warning [{code}] x{n}: {self.first[code]}" for code, n in self.as_dict().items()]

@@ -295,7 +295,7 @@ def load_corpus(
     metadata is shown as 'No Title', an image that is not on disk gets ``default_size``."""
     from bench.data.release import ReleaseDataset
 
-    warnings = Warnings(echo=False)
+    warnings = Warnings()
     loaded = ReleaseDataset(root).load(domain, split, warnings=warnings)
     cases: list[Case] = []
     no_meta = no_image = total = 0

@@ -20,7 +20,7 @@ def test_real_validation_split_counts() -> None:
     ds = ReleaseDataset(SHARED)
     counts = {}
     for domain in ds.domains():
-        split = ds.load(domain, "valid", warnings=Warnings(echo=False))
+        split = ds.load(domain, "valid", warnings=Warnings())
         counts[domain] = (len(split.conversations), split.n_pairs)
     assert counts == {
         "all_beauty": (758, 864),
@@ -31,7 +31,7 @@ def test_real_validation_split_counts() -> None:
 
 @needs_shared
 def test_real_conversations_never_carry_the_answer_text() -> None:
-    split = ReleaseDataset(SHARED).load("all_beauty", "valid", warnings=Warnings(echo=False))
+    split = ReleaseDataset(SHARED).load("all_beauty", "valid", warnings=Warnings())
     conv = split.conversations[0]
     assert not hasattr(conv, "gt") and not hasattr(conv, "gt_items")
     assert "amazon.com/" in split.answers[conv.id].gt_text  # the answer lives apart
@@ -61,12 +61,12 @@ def test_bad_lines_are_counted_with_file_and_line(release: Path) -> None:
     lines[3] = json.dumps({"context": "no answer"}).encode() + b"\n"  # missing gt_items
     lines[4] = lines[4].replace(b"Looking", b"Looking \xff")  # invalid UTF-8
     path.write_bytes(b"".join(lines))
-    warnings = Warnings(echo=False)
+    warnings = Warnings()
     split = ReleaseDataset(release).load("all_beauty", "test", warnings=warnings)
     assert len(split.conversations) == 10
     assert warnings.counts["bad_json"] == 1 and warnings.counts["missing_field"] == 1
     assert warnings.counts["non_utf8"] == 1
-    assert warnings.examples["bad_json"][0].startswith(f"{path}:3:")
+    assert warnings.first["bad_json"].startswith(f"{path}:3:")
     report = validate(release)
     assert not report.ok
     assert any(e.startswith(f"{path}:3:") for e in report.errors)
@@ -78,7 +78,7 @@ def test_duplicate_candidates_are_dropped_but_repeated_ground_truths_count(relea
     rows[0]["candidates_st"] = [rows[0]["candidates_st"][0]] * 2 + rows[0]["candidates_st"][1:]
     rows[0]["gt_items"] = [rows[0]["gt_items"][0]] * 2
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    warnings = Warnings(echo=False)
+    warnings = Warnings()
     split = ReleaseDataset(release).load("all_beauty", "test", warnings=warnings)
     first = split.conversations[0]
     assert len(first.shipped_candidates["st"]) == 10
