@@ -38,6 +38,7 @@ from baselines.generators.prompt import IMAGE_SLOT, Prompt
 from baselines.generators.ratelimit import Clock, RateLimiter, SystemClock
 from bench.context import BuildContext
 from bench.errors import BenchError
+from bench.images import image_problem
 from bench.protocols import Choice, Request
 
 DEFAULT_HOST = "api.openai.com"
@@ -138,7 +139,10 @@ def cost_usd(price: Mapping[str, float], prompt_tokens: int, completion_tokens: 
 
 @functools.lru_cache(maxsize=4096)
 def _image_header(path: Path) -> tuple[int, int, str] | None:
-    """(width, height, MIME type) from the file header; None when unreadable."""
+    """(width, height, MIME type) from the file header; None when
+    :func:`bench.images.image_problem` finds the image unusable."""
+    if image_problem(path) is not None:
+        return None
     try:
         with Image.open(path) as image:
             return image.width, image.height, image.get_format_mimetype() or "image/jpeg"
@@ -208,6 +212,10 @@ class OpenAIChat:
         self.limiter = RateLimiter(self.rpm, self.tpm, self.clock)
         self._jitter = random.Random(self.seed)
         self.host = _host(self.base_url)
+
+    @property
+    def reads_images(self) -> bool:
+        return self.images
 
     @property
     def identity(self) -> str:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftfy.badness import is_bad
-from PIL import Image
 
 from bench.data.release import IMAGES_DIR, REQUIRED_FIELDS, load_meta, read_jsonl
 from bench.data.schema import ASIN_RE, CANDIDATE_FIELDS, SPLITS
 from bench.errors import BenchError
+from bench.images import image_problem
 
 ASIN_FIELDS = ("gt_items", "context_items", *CANDIDATE_FIELDS)
 
@@ -35,6 +35,7 @@ class ValidationReport:
     splits: list[SplitReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # "file:line: what"
     items: Counter[str] = field(default_factory=Counter)
+    first_corrupt: str = ""  # "file: problem" of the first corrupt image found
 
     @property
     def ok(self) -> bool:
@@ -53,6 +54,7 @@ class ValidationReport:
             f"{self.items['no_title']}, without image: {self.items['no_image']}"
             + (f", corrupt image: {self.items['corrupt_image']}" if "corrupt_image" in self.items
                else "")
+            + (f" (first: {self.first_corrupt})" if self.first_corrupt else "")
         )
         shown = self.errors[:20]
         lines += [f"error: {e}" for e in shown]
@@ -62,27 +64,23 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _decodes(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return False
-    return True
-
-
 def validate(
     root: Path, images_dir: Path | None = None, *, decode_images: bool = False
 ) -> ValidationReport:
     if not root.is_dir():
         raise BenchError(f"{root} is not a directory", hint="pass the release's data/ folder")
+    if images_dir is not None and not images_dir.is_dir():
+        raise BenchError("the images folder is not a directory", where=str(images_dir),
+                         hint="pass the folder holding {ASIN}_0.jpg files")
     report = ValidationReport(root)
     images = images_dir or root / IMAGES_DIR
     referenced: set[str] = set()
     for domain_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for split in SPLITS:
             path = domain_dir / f"{split}.jsonl"
-            if path.exists():
+            if path.is_dir():
+                report.errors.append(f"{path}: a directory where a split file belongs")
+            elif path.exists():
                 sr = SplitReport(domain_dir.name, split)
                 report.splits.append(sr)
                 _check_split(path, sr, report, referenced)
@@ -93,15 +91,16 @@ def validate(
     report.items["referenced"] = len(referenced)
     if decode_images:
         report.items["corrupt_image"] = 0
-    for asin in referenced:
+    for asin in sorted(referenced):
         details = meta.records.get(asin)
         if not details or not str(details.get("title") or "").strip():
             report.items["no_title"] += 1
         image = images / f"{asin}_0.jpg"
         if not image.exists():
             report.items["no_image"] += 1
-        elif decode_images and not _decodes(image):
+        elif decode_images and (problem := image_problem(image)):
             report.items["corrupt_image"] += 1
+            report.first_corrupt = report.first_corrupt or f"{image}: {problem}"
     return report
 
 
@@ -118,6 +117,11 @@ def _check_split(path: Path, sr: SplitReport, report: ValidationReport, seen: se
         if missing:
             sr.counts["bad_lines"] += 1
             report.errors.append(f"{line.where}: missing {', '.join(missing)}")
+            continue
+        if not isinstance(rec["context"], str):
+            sr.counts["bad_lines"] += 1
+            report.errors.append(f"{line.where}: context is {type(rec['context']).__name__}, "
+                                 "not a string")
             continue
         bad = [f for f in ASIN_FIELDS if f in rec and not isinstance(rec[f], list)]
         if bad:
