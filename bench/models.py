@@ -54,14 +54,38 @@ class ModelPaths:
     """Name -> local folder table, from bench.toml ``[models]`` and ``$BENCH_MODELS``."""
 
     table: Mapping[str, str] = field(default_factory=dict)
+    #: Every name resolved so far -> its result: part of a cell's identity, so editing the
+    #: mapping of a model a cell uses makes its finished results stale.
+    resolved: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def resolve(self, name: str) -> str:
         env = _parse_env(os.environ.get(ENV_VAR, ""))
         if name in env:
-            return _expand(env[name], f"${ENV_VAR}")
-        if name in self.table:
-            return _expand(self.table[name], f"bench.toml [models] {name!r}")
-        return name
+            found = _expand(env[name], f"${ENV_VAR}")
+        elif name in self.table:
+            found = _expand(self.table[name], f"bench.toml [models] {name!r}")
+        else:
+            found = name
+        self.resolved[name] = found
+        return found
+
+
+def weights_identity(name_or_path: str) -> str | None:
+    """What pins a model's weights without loading them: :func:`fingerprint` of a local folder
+    or file, ``name@revision`` plus the fingerprint of a hub model's cached snapshot (the
+    revision is the snapshot's commit), or None when a hub model is not downloaded yet."""
+    if Path(name_or_path).exists():
+        return fingerprint(name_or_path)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(name_or_path, "config.json")
+    except ValueError:  # not a valid hub name either; loading it will say so
+        return None
+    if not isinstance(config, str):
+        return None
+    snapshot = Path(config).parent
+    return f"{name_or_path}@{snapshot.name}#{fingerprint(str(snapshot)).rpartition('@')[2]}"
 
 
 def fingerprint(name_or_path: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import io
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,8 @@ from baselines.generators import prompt as table11
 from baselines.generators.parse import parse_choice
 from bench.context import BuildContext
 from bench.errors import BenchError
-from bench.models import fingerprint
+from bench.images import read_image
+from bench.models import weights_identity
 from bench.protocols import Choice, Request
 
 DECODINGS = ("generate", "score")
@@ -178,7 +178,10 @@ class Source:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
     def fingerprint(self) -> str:
-        return fingerprint(str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path)
+        """The weights' identity (hub revision + file hashes), as the dense retrievers use; the
+        name alone only for a hub model not in the cache yet."""
+        path = str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
+        return weights_identity(path) or path
 
 
 def load(loader: Any, source: Source, **kwargs: Any) -> Any:
@@ -278,15 +281,12 @@ class Rendered:
 
 
 def load_image(path: Path | None) -> tuple[Image.Image, bytes]:
-    """The RGB image and its file bytes; a neutral grey square and b"" when unreadable."""
-    if path is not None:
-        try:
-            data = Path(path).read_bytes()
-            with Image.open(io.BytesIO(data)) as image:
-                return image.convert("RGB"), data
-        except (OSError, ValueError, Image.DecompressionBombError):
-            pass
-    return Image.new("RGB", (PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PLACEHOLDER_RGB), b""
+    """The RGB image and its file bytes; a neutral grey square and b"" when
+    :func:`bench.images.read_image` finds it unusable."""
+    found = read_image(path)
+    if found.image is None:
+        return Image.new("RGB", (PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PLACEHOLDER_RGB), b""
+    return found.image, found.data
 
 
 class HFGenerator:
@@ -308,6 +308,7 @@ class HFGenerator:
         served from the response cache never loads the weights."""
         self.name = name
         self.settings = settings
+        self.reads_images = settings.images
         self._weights = weights
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -26,7 +26,6 @@ conversation, where the submission states the request. Options: ``model``, ``poo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,27 +35,10 @@ from baselines.retrievers.embedding import COMMON_OPTIONS, EmbeddingRetriever, l
 from bench.cache import encoder_key
 from bench.context import BuildContext
 from bench.errors import BenchError
-from bench.models import fingerprint
+from bench.models import weights_identity
 
 POOLINGS = ("mean", "cls", "pooler")
 SBERT_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def weights_fingerprint(path: str) -> str | None:
-    """``bench.models.fingerprint`` of a local folder, or of a hub model's cached snapshot.
-
-    None when a hub model is not downloaded yet: the caller loads it (which downloads it) and
-    asks again, so the identity always pins the exact weights.
-    """
-    if Path(path).exists():
-        return fingerprint(path)
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        config = try_to_load_from_cache(path, "config.json")
-    except ValueError:  # not a valid hub name either; loading it will say so
-        return None
-    return fingerprint(str(Path(config).parent)) if isinstance(config, str) else None
 
 
 def _device(requested: str | None) -> str:
@@ -82,10 +64,10 @@ class LocalEncoder(ABC):
         self.batch_size = batch_size
         self.device = device
         self._model: Any = None
-        weights = weights_fingerprint(path)
+        weights = weights_identity(path)
         if weights is None:
             self._ensure_loaded()
-            weights = weights_fingerprint(path) or path
+            weights = weights_identity(path) or path
         self.key = encoder_key(
             name,
             weights=weights,
