@@ -13,11 +13,11 @@ Bad lines never abort a load and never vanish silently: each is a counted warnin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +96,17 @@ class ItemMeta:
     digest: str = ""
 
 
-@cache
+@functools.cache
 def _load_meta(root: Path, stamp: tuple[int, ...]) -> ItemMeta:
     meta = ItemMeta()
     digest = hashlib.sha256()
     train = root / META_TRAIN
     if train.exists():
-        data = train.read_bytes()
+        data = _read_file(train, "re-download item2meta_train.json from the release")
         digest.update(data)
         try:
-            payload = json.loads(data.decode("utf-8", errors="replace"))
+            payload = json.loads(data.decode("utf-8", errors="replace"),
+                                 object_pairs_hook=functools.partial(_no_repeats, meta, train))
         except json.JSONDecodeError as exc:
             raise BenchError(
                 f"malformed JSON: {exc.msg}",
@@ -115,13 +116,13 @@ def _load_meta(root: Path, stamp: tuple[int, ...]) -> ItemMeta:
         if not isinstance(payload, dict):
             raise BenchError("expected a JSON object ASIN -> metadata", where=str(train))
         for asin, details in payload.items():
-            if isinstance(details, dict):
-                meta.records[asin] = details
-            else:
+            if not isinstance(details, dict):
                 meta.problems.append(("bad_metadata", str(train), f"{asin}: not an object"))
+                continue
+            meta.records[asin] = details
     valid = root / META_VALID
     if valid.exists():
-        digest.update(valid.read_bytes())
+        digest.update(_read_file(valid, "re-download item2meta_valid.jsonl from the release"))
         for line in read_jsonl(valid):
             if line.record is None:
                 meta.problems.append(("bad_json", line.where, line.problem or ""))
@@ -133,6 +134,23 @@ def _load_meta(root: Path, stamp: tuple[int, ...]) -> ItemMeta:
                 meta.records.setdefault(asin, line.record)
     meta.digest = digest.hexdigest()
     return meta
+
+
+def _read_file(path: Path, hint: str) -> bytes:
+    if not path.is_file():
+        raise BenchError("expected a file, found a directory", where=str(path), hint=hint)
+    return path.read_bytes()
+
+
+def _no_repeats(meta: ItemMeta, path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose repeated keys are counted (json keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out and isinstance(value, dict):
+            meta.problems.append(("duplicate_metadata", str(path),
+                                  f"{key} appears twice; the last entry is used"))
+        out[key] = value
+    return out
 
 
 def load_meta(root: Path) -> ItemMeta:
@@ -175,6 +193,9 @@ class ReleaseDataset:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        if self.root.is_file():
+            raise BenchError("expected a data directory, found a file", where=str(self.root),
+                             hint="pass the folder holding {domain}/{split}.jsonl")
         if not self.root.is_dir():
             raise BenchError(
                 f"data directory {self.root} does not exist",
@@ -191,6 +212,9 @@ class ReleaseDataset:
 
     def split_path(self, domain: str, split: str) -> Path:
         path = self.root / domain / f"{split}.jsonl"
+        if path.exists() and not path.is_file():
+            raise BenchError("expected a split file, found a directory", where=str(path),
+                             hint="move the folder away; a split is one JSON-lines file")
         if not path.exists():
             present = sorted(p.stem for p in (self.root / domain).glob("*.jsonl"))
             raise BenchError(
@@ -231,9 +255,14 @@ class ReleaseDataset:
             if details is None:
                 continue
             image = self.images_dir / f"{asin}_0.jpg" if self.images_dir else None
+            title = details.get("title")
+            if not isinstance(title, str) or not title.strip():
+                warnings.add("no_title", f"{asin}: title is {title!r}; shown without a title",
+                             where=str(self.root / META_TRAIN))
+                title = ""
             items[asin] = Item(
                 asin=asin,
-                title=self._text(str(details.get("title") or "")),
+                title=self._text(title),
                 description=self._text(_description(details)),
                 image_path=image if image is not None and image.exists() else None,
             )
@@ -242,9 +271,10 @@ class ReleaseDataset:
     def load(self, domain: str, split: str, *, warnings: Warnings | None = None) -> Split:
         warnings = warnings if warnings is not None else Warnings()
         path = self.split_path(domain, split)
-        digest = hashlib.sha256(path.read_bytes())
+        digest = hashlib.sha256(_read_file(path, "a split is one JSON-lines file"))
         conversations: list[Conversation] = []
         answers: dict[str, Answer] = {}
+        seen: dict[bytes, str] = {}
         for line in read_jsonl(path):
             if line.non_utf8:
                 warnings.add("non_utf8", "invalid UTF-8 replaced by U+FFFD", where=line.where)
@@ -257,6 +287,19 @@ class ReleaseDataset:
                 warnings.add("missing_field", f"no {', '.join(missing)}; line skipped",
                              where=line.where)
                 continue
+            context = rec["context"]
+            if not isinstance(context, str):
+                warnings.add("bad_context", f"context is {type(context).__name__}, not a string; "
+                             "line skipped", where=line.where)
+                continue
+            if not context.strip():
+                warnings.add("empty_context", "empty context (kept: the prompt has no "
+                             "conversation)", where=line.where)
+            key = json.dumps(rec, sort_keys=True).encode()
+            if key in seen:
+                warnings.add("repeated_conversation", f"same as line {seen[key]} (kept: the "
+                             "release counts it twice)", where=line.where)
+            seen.setdefault(key, line.where.rsplit(":", 1)[1])
             gt_items = _asins(rec["gt_items"], line.where, "gt_items", warnings, dedupe=False)
             if not gt_items:
                 warnings.add("no_ground_truth", "empty gt_items; line skipped", where=line.where)
@@ -270,7 +313,7 @@ class ReleaseDataset:
             conversations.append(
                 Conversation(
                     id=conv_id,
-                    context=self._text(str(rec["context"])),
+                    context=self._text(context),
                     context_items=_asins(rec.get("context_items", []), line.where,
                                           "context_items", warnings),
                     shipped_candidates=shipped,

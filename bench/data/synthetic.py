@@ -776,6 +776,9 @@ def synthesize(out: Path, *, seed: int, size: str) -> Path:
     """Write the synthetic world for ``(seed, size)`` into ``out`` in the release layout."""
     spec = _spec(size)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BenchError("expected a folder to write the dataset into, found a file",
+                         where=str(out), hint="pass a new or existing folder to --out")
     images = out / "train_images"
     images.mkdir(parents=True, exist_ok=True)
     master = random.Random(f"lavic-synthetic:{seed}")
