@@ -35,6 +35,11 @@ def user_errors(func: F) -> F:
         except BenchError as exc:
             typer.echo(exc.one_line(), err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # a folder where a file belongs, a read-only disk, ...
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc} (check that this path is the "
+                       "file or folder it should be, and writable)", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: finished conversations are saved; re-run to resume",
                        err=True)
@@ -149,6 +154,15 @@ def run(
         return
     typer.echo(render(payloads, fmt), nl=False)
     typer.echo(f"results: {spec.out}", err=True)
+    failed = [p for p in payloads if "all_failed" in (p.get("flags") or ())]
+    if failed:
+        first = failed[0]
+        raise BenchError(
+            f"every request failed in {len(failed)} cell(s), first {first['domain']} "
+            f"{first['retriever']}/{first['model']}; its numbers mean nothing",
+            where=spec.out,
+            hint="check the server or credentials, then re-run: failed requests are retried",
+        )
 
 
 def _estimate_table(rows: list[dict[str, Any]]) -> str:

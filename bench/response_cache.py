@@ -3,8 +3,9 @@
 Keyed by the generator's ``cache_key(request)`` (sha256 of model identity, the full prompt or
 messages including image bytes, and decoding settings) -- never by a file or model *name*.
 Storage is one append-only JSON-lines file per key prefix, fsync'd per batch; a torn last line
-from a crash is ignored. Answers that failed after retries (``failure == "error"``) are never
-stored, so a transient outage cannot become a permanent wrong answer.
+from a crash is ignored; any other unreadable line is counted in ``warnings`` (the answer is
+simply asked again). Answers that failed after retries (``failure == "error"``) are never
+stored, so a transient outage cannot become a permanent wrong answer, and a re-run retries them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.errors import Warnings
 from bench.protocols import Choice
 
+#: Failures that are not answers: never cached, and predicted again when a cell is re-run.
 NEVER_CACHED = frozenset({"error"})
+_FIELDS = ("key", "item_id", "raw", "usage", "failure")
 
 
 class ResponseCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._loaded: dict[str, dict[str, dict[str, Any]]] = {}
+        self.warnings = Warnings()
 
     def _shard(self, key: str) -> Path:
         return self.root / f"{key[:2]}.jsonl"
@@ -34,13 +39,17 @@ class ResponseCache:
             entries: dict[str, dict[str, Any]] = {}
             path = self._shard(key)
             if path.exists():
-                with path.open(encoding="utf-8") as fh:
-                    for line in fh:
+                with path.open(encoding="utf-8", errors="replace") as fh:
+                    for lineno, line in enumerate(fh, 1):
                         if not line.endswith("\n"):
                             break  # torn tail of a crashed write
                         try:
                             record = json.loads(line)
                         except json.JSONDecodeError:
+                            record = None
+                        if not isinstance(record, dict) or not all(f in record for f in _FIELDS):
+                            self.warnings.add("bad_cache_line", "unreadable; that answer is "
+                                              "asked again", where=f"{path}:{lineno}")
                             continue
                         entries[record["key"]] = record
             self._loaded[prefix] = entries

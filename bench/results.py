@@ -16,7 +16,13 @@ results.json (keys always present; a metric that does not apply is ``null``)::
     candidate_set_hash  sha256 over every conversation's candidate list
     config, config_hash the frozen run spec and its sha256
     seed, limit, top_k
-    warnings            {code: count} of data problems met while loading or running
+    warnings            {code: count} of data problems met while loading or running, and of
+                        the requests behind each flag
+    flags               sorted subset of FLAGS: "all_failed" (every request ended in failure
+                        "error", e.g. a dead server: the cell's numbers mean nothing and
+                        ``bench run`` exits non-zero), "over_budget" (some request's prompt was
+                        cut to nothing), "truncated" (some request's conversation was cut to fit,
+                        usage.truncated > 0)
     timings             {"load_s", "retrieval_s", "generation_s", "total_s"}
     versions            python and package versions
     git_commit          of the harness checkout, or null
@@ -24,20 +30,27 @@ results.json (keys always present; a metric that does not apply is ``null``)::
 
 predictions.jsonl has one line per conversation, in dataset order once a cell is complete:
 ``{"id", "candidates", "presented", "prediction", "gt_items", "raw", "failure", "usage"}``.
+A line that cannot be read is counted (warning ``bad_prediction_line``) and its conversation is
+predicted again; every readable line is kept.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Iterable, Iterator
+import platform
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Warnings
 
 SCHEMA_VERSION = 1
+FLAGS = ("all_failed", "over_budget", "truncated")
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 
@@ -67,20 +80,130 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Complete lines only: a torn last line (killed mid-write) is dropped, not an error."""
+def cell_flags(records: Iterable[dict[str, Any]], warnings: Warnings) -> list[str]:
+    """The cell's FLAGS; each flagged request is also a counted warning naming it."""
+    records = list(records)
+    for r in records:
+        if r.get("failure") == "over_budget":
+            warnings.add("over_budget", "prompt cut to nothing", where=r["id"])
+        if (r.get("usage") or {}).get("truncated", 0) > 0:
+            warnings.add("truncated", "conversation cut to fit the context", where=r["id"])
+    if records and all(r.get("failure") == "error" for r in records):
+        for r in records:
+            warnings.add("all_failed", f"request failed: {str(r.get('raw'))[:200]}",
+                         where=r["id"])
+    return sorted(code for code in FLAGS if warnings.counts[code])
+
+
+def sum_usage(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for r in records:
+        for key, value in (r.get("usage") or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def failure_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.get("failure"):
+            counts[r["failure"]] = counts.get(r["failure"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def generator_info(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Distinct string facts the generator reported (dated snapshot, system fingerprint)."""
+    found: dict[str, set[str]] = {}
+    for r in records:
+        for key, value in (r.get("usage") or {}).items():
+            if isinstance(value, str):
+                found.setdefault(key, set()).add(value)
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+def summary_line(payload: dict[str, Any]) -> str:
+    m = payload["metrics"]
+    recall = m[f"recall@{payload['top_k']}"]
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    flags = payload.get("flags") or []
+    return (
+        f"{payload['domain']:>15} {payload['retriever']:>12} {payload['model']:>10}  "
+        f"HR@1 {fmt(m['hr@1'])}  VR {fmt(m['valid_ratio'])}  "
+        f"R@{payload['top_k']} {fmt(recall)}  "
+        f"n={payload['n_conversations']}/{payload['n_pairs']}"
+        + (f"  FLAGGED: {', '.join(flags)}" if flags else "")
+    )
+
+
+_PACKAGES = ("lavic-bench", "torch", "transformers", "sentence-transformers", "bm25s", "numpy",
+             "openai", "peft", "pillow")
+
+
+@functools.cache
+def package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+@functools.cache
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def changed_inputs(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Which keys of a cell's config (its ``inputs`` one level down) differ from ``stored``."""
+    old_inputs = stored.get("inputs") if isinstance(stored.get("inputs"), dict) else {}
+    changed = [k for k in config if k != "inputs" and stored.get(k) != config[k]]
+    changed += [k for k, v in config["inputs"].items() if old_inputs.get(k) != v]
+    return changed or ["inputs"]
+
+
+def read_predictions(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every readable complete line, and ``file:line: problem`` for each unreadable one. A torn
+    last line (killed mid-write) is dropped without a problem: it was never finished."""
     if not path.exists():
-        return []
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
+        return [], []
+    records, bad = [], []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
             if not line.endswith("\n"):
                 break
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return records
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad.append(f"{path}:{lineno}: malformed JSON ({exc.msg})")
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                bad.append(f"{path}:{lineno}: not a prediction record")
+                continue
+            records.append(record)
+    return records, bad
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a half-written last line so appends start on a clean line; nothing else changes."""
+    if not path.exists():
+        return
+    with path.open("rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 class PredictionLog:
@@ -95,20 +218,29 @@ class PredictionLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.own = path if world == 1 else path.with_name(f"predictions.rank{rank}.jsonl")
-        # Rewrite without a torn tail so appends start on a clean line.
-        _rewrite(self.own, read_predictions(self.own))
+        _drop_torn_tail(self.own)
         self.done: dict[str, dict[str, Any]] = {}
-        self.refresh()
+        #: ``file:line: problem`` of every unreadable line met when the log was opened.
+        self.bad_lines = self.refresh()
         self._fh = self.own.open("a", encoding="utf-8")
 
-    def shards(self) -> list[Path]:
-        return [self.path, *sorted(self.path.parent.glob("predictions.rank*.jsonl"))]
+    @staticmethod
+    def files(cell_dir: Path) -> list[Path]:
+        """The merged log and every rank's shard in a cell directory."""
+        return [cell_dir / PREDICTIONS_FILE, *sorted(cell_dir.glob("predictions.rank*.jsonl"))]
 
-    def refresh(self) -> None:
-        """Re-read every log of the cell (other ranks' progress included)."""
+    def shards(self) -> list[Path]:
+        return self.files(self.path.parent)
+
+    def refresh(self) -> list[str]:
+        """Re-read every log of the cell (other ranks' progress included); a later line for a
+        conversation (a retried failure) replaces an earlier one. Returns the unreadable lines."""
+        bad: list[str] = []
         for shard in self.shards():
-            for record in read_predictions(shard):
-                self.done.setdefault(record["id"], record)
+            records, problems = read_predictions(shard)
+            bad += problems
+            self.done.update((r["id"], r) for r in records)
+        return bad
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         for r in records:
@@ -152,13 +284,27 @@ def iter_results(paths: Iterable[str | Path]) -> Iterator[tuple[Path, dict[str, 
                                        hint="re-run the cell with this version of lavic-bench")
 
 
-def read_versioned(file: Path, expected: int, what: str, *, hint: str) -> dict[str, Any]:
-    """A JSON object with ``schema_version == expected``; anything else is a one-line error."""
+def read_json_object(file: Path, what: str, *, hint: str | None = None) -> dict[str, Any]:
+    """A JSON object from ``file``; a directory, bad bytes or bad JSON is a one-line error."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchError(f"unreadable {what}: {exc}", where=str(file)) from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
+    except IsADirectoryError:
+        raise BenchError(f"expected a {what}, found a directory", where=str(file),
+                         hint=hint) from None
+    except OSError as exc:
+        raise BenchError(f"unreadable {what}: {exc.strerror}", where=str(file),
+                         hint=hint) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"unreadable {what}: {exc}", where=str(file), hint=hint) from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{what} is not a JSON object", where=str(file), hint=hint)
+    return data
+
+
+def read_versioned(file: Path, expected: int, what: str, *, hint: str) -> dict[str, Any]:
+    """A JSON object with ``schema_version == expected``; anything else is a one-line error."""
+    data = read_json_object(file, what, hint=hint)
+    version = data.get("schema_version")
     if version != expected:
         raise BenchError(f"{what} schema_version {version!r}, expected {expected}",
                          where=str(file), hint=hint)

@@ -2,23 +2,21 @@
 
 Resume is per conversation: predictions are appended (fsync'd) batch by batch, so a run killed
 at any moment and started again skips what is done and ends with the same predictions and
-metrics as an uninterrupted run. Everything that can change a cell's output is in its spec
-hash; a cell directory produced by a different spec is never silently mixed with this one.
+metrics as an uninterrupted run. Everything that can change a cell's output is in its config
+hash -- the run spec, the dataset's content hash, the retriever's and generator's identities
+(weights hashes, hub revisions) and the model-name mapping they resolved -- so a cell directory
+produced by different inputs is refused, never silently reused or mixed with this one.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import platform
 import random
-import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -28,48 +26,32 @@ from bench.context import BuildContext
 from bench.data.release import ReleaseDataset
 from bench.data.schema import Conversation, Item, Split
 from bench.errors import BenchError, Warnings
+from bench.images import image_problem
 from bench.metrics import compute_all
 from bench.models import cache_root
 from bench.protocols import Choice, Generator, Request, Retriever
-from bench.response_cache import ResponseCache
+from bench.response_cache import NEVER_CACHED, ResponseCache
 from bench.results import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
     SCHEMA_VERSION,
     CellKey,
     PredictionLog,
+    cell_flags,
+    changed_inputs,
+    failure_counts,
+    generator_info,
+    git_commit,
+    package_versions,
+    read_json_object,
+    read_versioned,
+    sum_usage,
+    summary_line,
     write_json_atomic,
 )
 
 NO_MODEL = "none"
 CELL_SPEC_FILE = "cell.json"
-_PACKAGES = ("lavic-bench", "torch", "transformers", "sentence-transformers", "bm25s", "numpy",
-             "openai", "peft", "pillow")
-
-
-@functools.cache
-def package_versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-@functools.cache
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bool) -> list[str]:
     """The order shown to a generator: a shuffle seeded by (run seed, conversation id), so it
     does not depend on batch size, on resume, or on which other conversations are run."""
@@ -77,23 +59,6 @@ def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bo
     if not keep:
         random.Random(f"{seed}:{conv_id}").shuffle(order)
     return order
-
-
-def _sum_usage(records: Sequence[dict[str, Any]]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for r in records:
-        for key, value in (r.get("usage") or {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-    return total
-
-
-def _failures(records: Sequence[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in records:
-        if r.get("failure"):
-            counts[r["failure"]] = counts.get(r["failure"], 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def world() -> tuple[int, int]:
@@ -114,6 +79,8 @@ class Grid:
     gather_timeout_s: float = 3600.0
     spent_usd: float = 0.0
     estimates: list[dict[str, Any]] = field(default_factory=list)
+    _generators: dict[str, tuple[Generator, dict[str, str]]] = field(default_factory=dict)
+    _image_problems: dict[Path | None, str | None] = field(default_factory=dict)
 
     @functools.cached_property
     def responses(self) -> ResponseCache:
@@ -123,14 +90,26 @@ class Grid:
     def _context(self, options: Any) -> BuildContext:
         return BuildContext(options=options, models=self.spec.models_table, seed=self.spec.seed)
 
-    def _generator(self, name: str) -> Generator:
-        options = {**self.spec.generator_options.get(name, {}), "prices": self.spec.prices}
-        return registry.generators.build(name, self._context(options))
+    def _generator(self, name: str) -> tuple[Generator, dict[str, str]]:
+        """Built once per grid (loading stays lazy), with the model names it resolved."""
+        if name not in self._generators:
+            options = {**self.spec.generator_options.get(name, {}), "prices": self.spec.prices}
+            ctx = self._context(options)
+            self._generators[name] = (registry.generators.build(name, ctx), ctx.models.resolved)
+        return self._generators[name]
+
+    def _retriever(self, name: str) -> tuple[Retriever, dict[str, str]]:
+        ctx = self._context(self.spec.retriever_options.get(name, {}))
+        return registry.retrievers.build(name, ctx), ctx.models.resolved
 
     def build_dataset(self) -> ReleaseDataset:
         return registry.datasets.build(self.spec.dataset, self.spec.dataset_options)
 
     def run(self) -> list[dict[str, Any]]:
+        out = Path(self.spec.out)
+        if out.exists() and not out.is_dir():
+            raise BenchError("the output folder is a file", where=str(out),
+                             hint="pass a folder (new or from an earlier run) to --out")
         registry.load_plugins()
         for name in self.spec.retrievers:
             registry.retrievers.entry(name)  # fail on a typo before any work
@@ -138,9 +117,16 @@ class Grid:
             if name != NO_MODEL:
                 registry.generators.entry(name)
         dataset = self.build_dataset()
+        domains = self.spec.domains or dataset.domains()
+        if not domains:
+            raise BenchError("no {domain}/{split}.jsonl files here", where=str(dataset.root),
+                             hint="pass the release's data/ folder to --data-dir")
         payloads = []
-        for domain in self.spec.domains or dataset.domains():
+        for domain in domains:
             payloads.extend(self._run_domain(dataset, domain))
+        if "responses" in self.__dict__:  # only when a cache was used
+            for line in self.responses.warnings.lines():
+                self.echo(line)
         return payloads
 
     def _run_domain(self, dataset: ReleaseDataset, domain: str) -> list[dict[str, Any]]:
@@ -149,6 +135,15 @@ class Grid:
         split = dataset.load(domain, self.spec.split, warnings=warnings)
         if self.spec.limit is not None:
             split.conversations = split.conversations[: self.spec.limit]
+        if not split.conversations:
+            raise BenchError(
+                f"no usable conversation in {domain}/{self.spec.split}"
+                + (f" ({', '.join(f'{k} x{n}' for k, n in warnings.as_dict().items())})"
+                   if warnings.counts else ""),
+                where=str(dataset.split_path(domain, self.spec.split)),
+                hint="a split file holds one JSON conversation per line; "
+                "`bench data validate` shows what is wrong",
+            )
         if self.spec.strict and warnings.counts:
             raise BenchError(
                 f"{sum(warnings.counts.values())} data problems in {domain}/{self.spec.split} "
@@ -156,60 +151,96 @@ class Grid:
                 hint="fix the data, or drop --strict to count them as warnings",
             )
         load_s = time.perf_counter() - started
+        for line in warnings.lines():  # once per domain, not once per cell
+            self.echo(line)
         payloads = []
         for retriever_name in self.spec.retrievers:
-            cells = {
-                model: CellKey(split.dataset, domain, split.split, retriever_name, model)
-                for model in self.spec.models
-            }
-            done = {m: self._finished(k, domain) for m, k in cells.items()}
-            if all(done.values()):
-                payloads.extend(p for p in done.values() if p)
+            started = time.perf_counter()
+            retriever, retriever_models = self._retriever(retriever_name)
+            cells = []
+            for model in self.spec.models:
+                key = CellKey(split.dataset, domain, split.split, retriever_name, model)
+                generator, models = (None, {}) if model == NO_MODEL else self._generator(model)
+                config = self._cell_config(key, split, retriever, generator,
+                                           {**retriever_models, **models})
+                cells.append((key, generator, config, self._finished(key, config)))
+            if all(done for *_, done in cells):
+                payloads.extend(done for *_, done in cells)
                 continue
-            retriever, candidates, retrieval_s = self._retrieve(retriever_name, split, warnings)
-            for model, key in cells.items():
-                if done[model]:
-                    payloads.append(done[model])
+            retrieval = Warnings()
+            candidates = self._retrieve(retriever_name, retriever, split, retrieval)
+            for line in retrieval.lines():
+                self.echo(line)
+            retrieval.merge(warnings)
+            retrieval_s = time.perf_counter() - started
+            for key, generator, config, done in cells:
+                if done:
+                    payloads.append(done)
                     continue
                 payload = self._run_cell(
-                    key, split, retriever, candidates, warnings,
+                    key, config, split, retriever, generator, candidates, retrieval,
                     timings={"load_s": load_s, "retrieval_s": retrieval_s},
                 )
                 if payload is not None:
                     payloads.append(payload)
-                    self.echo(_summary(payload))
+                    self.echo(summary_line(payload))
         return payloads
 
-    def _cell_hash(self, key: CellKey, domain: str) -> str:
-        return spec_hash(self.spec.cell_spec(domain, key.retriever, key.model))
+    def _cell_config(
+        self, key: CellKey, split: Split, retriever: Retriever, generator: Generator | None,
+        models: dict[str, str],
+    ) -> dict[str, Any]:
+        """The run spec of one cell plus the identity of every input that can change it."""
+        return {
+            **self.spec.cell_spec(split.domain, key.retriever, key.model),
+            "inputs": {
+                "dataset_content_hash": split.content_hash,
+                "retriever_identity": retriever.identity,
+                "model_identity": generator.identity if generator else NO_MODEL,
+                "models": dict(sorted(models.items())),
+            },
+        }
 
-    def _finished(self, key: CellKey, domain: str) -> dict[str, Any] | None:
-        """A finished cell's payload when its spec hash matches; raise on a foreign one."""
+    def _finished(self, key: CellKey, config: dict[str, Any]) -> dict[str, Any] | None:
+        """A finished cell's payload when its inputs are unchanged; None when it must (still)
+        run -- including when it holds recorded request errors to retry; raise on a foreign
+        cell."""
         cell_dir = key.directory(Path(self.spec.out))
         spec_file = cell_dir / CELL_SPEC_FILE
         if not spec_file.exists():
             return None
-        stored = json.loads(spec_file.read_text(encoding="utf-8"))
-        if stored.get("config_hash") != self._cell_hash(key, domain):
+        discard = "use another --out, or --overwrite to discard this cell"
+        try:
+            stored = read_json_object(spec_file, "cell file", hint=discard)
+        except BenchError:
+            if not self.overwrite or spec_file.is_dir():
+                raise
+            stored = {}  # unreadable, and the user asked to discard it
+        if stored.get("config_hash") != spec_hash(config):
             if self.overwrite:
-                for name in (CELL_SPEC_FILE, RESULTS_FILE, PREDICTIONS_FILE):
-                    (cell_dir / name).unlink(missing_ok=True)
+                for path in (spec_file, cell_dir / RESULTS_FILE, *PredictionLog.files(cell_dir)):
+                    path.unlink(missing_ok=True)
                 return None
             raise BenchError(
-                "this cell was produced by a different configuration",
-                where=str(cell_dir),
-                hint="use another --out, or --overwrite to discard it",
-            )
+                "this cell was produced by a different configuration (changed: "
+                f"{', '.join(changed_inputs(stored, config))})", where=str(cell_dir), hint=discard)
         results = cell_dir / RESULTS_FILE
-        return json.loads(results.read_text(encoding="utf-8")) if results.exists() else None
+        if not results.exists():
+            return None
+        try:
+            payload = read_versioned(results, SCHEMA_VERSION, "results file",
+                                     hint=f"remove it: it is recomputed from {PREDICTIONS_FILE}")
+        except BenchError as exc:
+            if results.is_dir():
+                raise
+            self.echo(f"warning [stale_results]: {exc.where}: {exc.what}; recomputed from "
+                      f"{PREDICTIONS_FILE}")
+            return None
+        return None if set(payload.get("failures") or ()) & NEVER_CACHED else payload
 
     def _retrieve(
-        self, name: str, split: Split, warnings: Warnings
-    ) -> tuple[Retriever, list[list[str]], float]:
-        started = time.perf_counter()
-        retriever: Retriever = registry.retrievers.build(
-            name, self._context(self.spec.retriever_options.get(name, {}))
-        )
+        self, name: str, retriever: Retriever, split: Split, warnings: Warnings
+    ) -> list[list[str]]:
         if retriever.ordered and not len(split.catalog):
             raise BenchError(
                 f"no item metadata for domain {split.domain}: retriever {name!r} has no titles "
@@ -223,25 +254,36 @@ class Grid:
         for conv, cands in zip(split.conversations, candidates, strict=True):
             if not cands:
                 warnings.add("empty_candidates", f"{name} returned no candidates", where=conv.id)
-        return retriever, candidates, time.perf_counter() - started
+        return candidates
 
-    def _items(self, split: Split, asins: Sequence[str], warnings: Warnings) -> tuple[Item, ...]:
+    def _items(self, conv_id: str, split: Split, asins: Sequence[str], warnings: Warnings,
+               images: bool) -> tuple[Item, ...]:
+        """The presented items; with ``images``, one the shared image rule rejects is shown
+        as missing (``image_path=None``) in every generator alike, and counted."""
         items = []
         for asin in asins:
             item = split.catalog.get(asin)
             if item is None:
-                warnings.add("missing_metadata", f"candidate {asin} has no title or image")
+                warnings.add("missing_metadata", f"candidate {asin} has no title or image",
+                             where=conv_id)
                 item = Item(asin=asin, title="")
-            elif item.image_path is None:
-                warnings.add("missing_image", f"candidate {asin} has no image file")
+            if images:
+                if item.image_path not in self._image_problems:
+                    self._image_problems[item.image_path] = image_problem(item.image_path)
+                problem = self._image_problems[item.image_path]
+                if problem:
+                    warnings.add("bad_image", f"candidate {asin}: {problem}", where=conv_id)
+                    item = replace(item, image_path=None)
             items.append(item)
         return tuple(items)
 
     def _run_cell(
         self,
         key: CellKey,
+        cell_spec: dict[str, Any],
         split: Split,
         retriever: Retriever,
+        generator: Generator | None,
         candidates: list[list[str]],
         split_warnings: Warnings,
         timings: dict[str, float],
@@ -249,20 +291,19 @@ class Grid:
         """Run (or resume) one cell; None when nothing is written (dry run, non-zero rank)."""
         started = time.perf_counter()
         cell_dir = key.directory(Path(self.spec.out))
-        cell_spec = self.spec.cell_spec(split.domain, key.retriever, key.model)
         config_hash = spec_hash(cell_spec)
-        warnings = Warnings(echo=False)
-        warnings.merge(split_warnings)
+        warnings = Warnings()  # this cell's own; printed at its end
         by_id = dict(zip((c.id for c in split.conversations), candidates, strict=True))
         presented = {
             c.id: presented_order(by_id[c.id], self.spec.seed, c.id, self.spec.keep_order)
             for c in split.conversations
         }
-        generator = None if key.model == NO_MODEL else self._generator(key.model)
         # Built (and their problems counted) for every conversation, so resume cannot change
         # the warning counts.
+        images = bool(getattr(generator, "reads_images", False))
         shown = {} if generator is None else {
-            c.id: self._items(split, presented[c.id], warnings) for c in split.conversations
+            c.id: self._items(c.id, split, presented[c.id], warnings, images)
+            for c in split.conversations
         }
         if self.dry_run:
             self._estimate(key, split, generator, shown)
@@ -270,8 +311,12 @@ class Grid:
         write_json_atomic(cell_dir / CELL_SPEC_FILE, {"config_hash": config_hash, **cell_spec})
         rank, size = world()
         log = PredictionLog(cell_dir / PREDICTIONS_FILE, rank, size)
+        for line in log.bad_lines:
+            where, _, problem = line.rpartition(": ")
+            warnings.add("bad_prediction_line", f"{problem}; predicted again", where=where)
         mine = [c for i, c in enumerate(split.conversations) if i % size == rank]
-        pending = [c for c in mine if c.id not in log.done]
+        pending = [c for c in mine if c.id not in log.done
+                   or log.done[c.id].get("failure") in NEVER_CACHED]
         gen_started = time.perf_counter()
         bar = progress.bar(total=len(mine), initial=len(mine) - len(pending),
                            desc=f"{split.domain} {key.retriever}/{key.model}", unit="conv",
@@ -300,6 +345,10 @@ class Grid:
             if not retriever.ordered:  # a shipped, unordered list has no "top" item
                 metrics["hr@1"] = metrics["hr@1_conv"] = None
         candidate_hash = spec_hash({c.id: by_id[c.id] for c in split.conversations})
+        flags = cell_flags(records, warnings)
+        for line in warnings.lines():
+            self.echo(line)
+        warnings.merge(split_warnings)
         payload = {
             "schema_version": SCHEMA_VERSION,
             "dataset": {"name": split.dataset, "content_hash": split.content_hash,
@@ -307,15 +356,15 @@ class Grid:
             "domain": split.domain,
             "split": split.split,
             "retriever": key.retriever,
-            "retriever_identity": retriever.identity,
+            "retriever_identity": cell_spec["inputs"]["retriever_identity"],
             "model": key.model,
-            "model_identity": generator.identity if generator else NO_MODEL,
+            "model_identity": cell_spec["inputs"]["model_identity"],
             "metrics": metrics,
             "n_conversations": len(records),
             "n_pairs": sum(len(r["gt_items"]) for r in records),
-            "failures": _failures(records),
-            "usage": _sum_usage(records),
-            "generator_info": _info(records),
+            "failures": failure_counts(records),
+            "usage": sum_usage(records),
+            "generator_info": generator_info(records),
             "candidate_set_hash": candidate_hash,
             "config": cell_spec,
             "config_hash": config_hash,
@@ -323,6 +372,7 @@ class Grid:
             "limit": self.spec.limit,
             "top_k": self.spec.top_k,
             "warnings": warnings.as_dict(),
+            "flags": flags,
             "timings": {**timings, "generation_s": generation_s,
                         "total_s": timings["load_s"] + timings["retrieval_s"]
                         + time.perf_counter() - started},
@@ -425,28 +475,3 @@ class Grid:
             if keys:
                 self.responses.put_many((keys[i], answers[i]) for i in missing)
         return [a for a in answers if a is not None]
-
-
-def _info(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
-    """Distinct string facts the generator reported (dated snapshot, system fingerprint)."""
-    found: dict[str, set[str]] = {}
-    for r in records:
-        for key, value in (r.get("usage") or {}).items():
-            if isinstance(value, str):
-                found.setdefault(key, set()).add(value)
-    return {k: sorted(v) for k, v in sorted(found.items())}
-
-
-def _summary(payload: dict[str, Any]) -> str:
-    m = payload["metrics"]
-    recall = m[f"recall@{payload['top_k']}"]
-
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.4f}"
-
-    return (
-        f"{payload['domain']:>15} {payload['retriever']:>12} {payload['model']:>10}  "
-        f"HR@1 {fmt(m['hr@1'])}  VR {fmt(m['valid_ratio'])}  "
-        f"R@{payload['top_k']} {fmt(recall)}  "
-        f"n={payload['n_conversations']}/{payload['n_pairs']}"
-    )

@@ -33,3 +33,16 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
     shard = next(tmp_path.glob("*.jsonl"))
     shard.write_text(shard.read_text() + '{"key": "ab22", "item_id"')  # killed mid-write
     assert ResponseCache(tmp_path).get(KEY) is not None
+
+
+def test_unreadable_lines_are_counted_and_asked_again(tmp_path: Path) -> None:
+    other = "ab" + "1" * 62
+    ResponseCache(tmp_path).put_many({KEY: Choice("B000000001", "x")})
+    shard = next(tmp_path.glob("*.jsonl"))
+    good = shard.read_text()
+    shard.write_text('{"key": "ab9", oops\n' + '["not", "a", "record"]\n' + good)
+    cache = ResponseCache(tmp_path)
+    assert cache.get(KEY) is not None and cache.get(other) is None
+    assert cache.warnings.as_dict() == {"bad_cache_line": 2}
+    assert cache.warnings.lines() == [f"warning [bad_cache_line] x2: {shard}:1: unreadable; "
+                                      "that answer is asked again"]

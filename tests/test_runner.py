@@ -51,9 +51,8 @@ def test_grid_writes_results_and_predictions(release: Path, tmp_path: Path) -> N
     assert payload["n_conversations"] == 12 and payload["n_pairs"] == 13
     assert payload["metrics"]["valid_ratio"] == 1.0
     assert payload["usage"]["cost_usd"] == pytest.approx(0.012)
-    assert payload["warnings"] == {"missing_image": 1 * sum(
-        1 for line in (cell(tmp_path / "o") / "predictions.jsonl").read_text().splitlines()
-        if "B00000000C" in json.loads(line)["presented"])}
+    # A text-only generator never sees images: the fixture's missing one is no problem here.
+    assert payload["warnings"] == {} and payload["flags"] == []
     lines = (cell(tmp_path / "o") / "predictions.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     assert set(first) == {"id", "candidates", "presented", "prediction", "gt_items", "raw",

@@ -38,10 +38,9 @@ class TitleOverlap:
 class SlowFirst:
     """Answers the first presented candidate, slowly (so a test can kill it mid-run)."""
 
-    identity = "toy-slow/v1"
-
     def __init__(self, delay: float) -> None:
         self.delay = delay
+        self.identity = os.environ.get("TOY_IDENTITY", "toy-slow/v1")  # "new weights"
 
     def recommend(self, requests: Sequence[Request]) -> list[Choice]:
         time.sleep(self.delay * len(requests))
@@ -80,3 +79,51 @@ class CountingCached:
 
 
 generators.register("toy-cached", lambda ctx: CountingCached(), "test plug-in", origin=__file__)
+
+
+generators.register(  # resolves a model name, as real generators do for their weights
+    "toy-mapped",
+    lambda ctx: (ctx.models.resolve("toy-weights"), SlowFirst(0.0))[1],
+    "test plug-in",
+    origin=__file__,
+)
+
+
+class Flaky:
+    """Fails as ``$TOY_FLAKY`` says (not part of its identity, like a server's health):
+    "error" (every request, a dead server), "error-odd" (every other one), "over_budget" (the
+    first request), "truncated" (every request), "ok" (default)."""
+
+    identity = "toy-flaky/v1"
+
+    def recommend(self, requests: Sequence[Request]) -> list[Choice]:
+        self.mode = os.environ.get("TOY_FLAKY", "ok")
+        out = []
+        for k, r in enumerate(requests):
+            number = int(r.conversation.id.rsplit(":", 1)[1])
+            if self.mode == "error" or (self.mode == "error-odd" and number % 2):
+                out.append(Choice(None, "HTTP 503 no server", failure="error"))
+            elif self.mode == "over_budget" and number == 1 and k == 0:
+                out.append(Choice(None, "", failure="over_budget"))
+            else:
+                usage = {"truncated": 1} if self.mode == "truncated" else {}
+                out.append(Choice(r.candidates[0].asin, r.candidates[0].asin, usage))
+        return out
+
+
+generators.register("toy-flaky", lambda ctx: Flaky(), "test plug-in", origin=__file__)
+
+
+class Eyes:
+    """Reads images: answers the first candidate and lists the ASINs shown without one."""
+
+    identity = "toy-eyes/v1"
+    reads_images = True
+
+    def recommend(self, requests: Sequence[Request]) -> list[Choice]:
+        return [Choice(r.candidates[0].asin,
+                       ",".join(i.asin for i in r.candidates if i.image_path is None))
+                for r in requests]
+
+
+generators.register("toy-eyes", lambda ctx: Eyes(), "test plug-in", origin=__file__)
