@@ -53,6 +53,9 @@ class Choice:
 
 @runtime_checkable
 class Generator(Protocol):
+    """Answers requests. An optional ``reads_images = True`` makes the runner check each
+    presented image with :mod:`bench.images` and pass an unusable one as ``image_path=None``."""
+
     identity: str
 
     def recommend(self, requests: Sequence[Request]) -> list[Choice]: ...
