@@ -34,6 +34,7 @@ class Case:
     warnings: dict[str, int] = field(default_factory=dict)  # exactly these, on success
     n: int = N  # conversations that must be scored, on success
     model: str = "none"
+    stdout: tuple[str, ...] = ()  # fragments a successful non-run command must print
 
 
 def invoke(*args: str) -> tuple[int, str, str, BaseException | None]:
@@ -182,6 +183,30 @@ def with_run(*extra: str) -> Callable[[Path, Path], list[str]]:
     return lambda data, tmp: run_args(data, tmp, *extra)
 
 
+def toml(text: str) -> Callable[[Path, Path], list[str]]:
+    """A run with ``--config`` holding ``text`` (``{data}`` and ``{tmp}`` filled in)."""
+    def setup(data: Path, tmp: Path) -> list[str]:
+        (tmp / "i").write_text("a file, not a folder")
+        (tmp / "b.toml").write_text(text.format(data=data, tmp=tmp))
+        return run_args(data, tmp, "--config", str(tmp / "b.toml"))
+    return setup
+
+
+def after_run_cmd(change: Callable[[Path], None], *args: str) -> Callable[[Path, Path], list[str]]:
+    """Run once, leave ``change(cell_dir)`` behind, then run another command."""
+    def setup(data: Path, tmp: Path) -> list[str]:
+        assert invoke(*run_args(data, tmp))[0] == 0
+        change(tmp.joinpath("out", *CELL))
+        return [a.format(data=data, tmp=tmp) for a in args]
+    return setup
+
+
+def _truncate_first_image(data: Path, tmp: Path) -> list[str]:
+    image = data / "train_images" / f"{ASINS[0]}_0.jpg"
+    image.write_bytes(image.read_bytes()[:40])
+    return ["data", "validate", str(data), "--decode-images"]
+
+
 def _junk(i: int) -> Callable[[list[str]], list[str]]:
     return lambda lines: [*lines[:i], "{oops", *lines[i + 1:]]
 
@@ -229,6 +254,23 @@ CASES: dict[str, Case] = {
                                 error=("--include",)),
     "table of nothing": Case(args_only("table", "{tmp}"), error=("no results.json",)),
     "table path missing": Case(args_only("table", "{tmp}/nope"), error=("does not exist",)),
+    "images_dir is a file": Case(toml('[datasets.reddit-amazon]\nimages_dir = "{tmp}/i"\n'),
+                                 error=("images folder is not a directory",)),
+    "images_dir missing": Case(toml('[datasets.reddit-amazon]\nimages_dir = "{tmp}/nope"\n'),
+                               error=("images folder", "/nope")),
+    "table of a corrupt results.json": Case(
+        after_run_cmd(lambda c: (c / "results.json").write_text("{"), "table", "{tmp}/out"),
+        error=("results.json", "unreadable results file")),
+    "check against a missing baseline": Case(
+        after_run_cmd(lambda c: None, "check", "{tmp}/out", "--baseline", "{tmp}/b.json"),
+        error=("b.json", "unreadable baseline", "--write")),
+    "check against a list baseline": Case(
+        after_run_cmd(lambda c: (c.parents[5] / "b.json").write_text("[]"), "check",
+                      "{tmp}/out", "--baseline", "{tmp}/b.json"),
+        error=("b.json", "not a JSON object")),
+    "validate names a truncated image": Case(_truncate_first_image,
+                                             stdout=(f"{ASINS[0]}_0.jpg: image truncated",
+                                                     "corrupt image: 1")),
     "data dir without domains": Case(lambda d, t: (t.joinpath("e").mkdir(), [
         "run", "--dataset", "reddit-amazon", "--data-dir", str(t / "e"), "--no-progress"])[1],
         error=("no {domain}/{split}.jsonl", "/e")),
@@ -254,6 +296,9 @@ CASES: dict[str, Case] = {
                                                   warnings={"bad_prediction_line": 1}),
     "two malformed prediction lines": after_run(predictions_edit(lambda x: _junk(2)(_junk(7)(x))),
                                                 warnings={"bad_prediction_line": 2}),
+    "prediction line without an id": after_run(
+        predictions_edit(lambda x: [*x[:3], '{"prediction": null}', *x[4:]]),
+        warnings={"bad_prediction_line": 1}),
     "torn last prediction line": after_run(
         lambda c: ((c / "results.json").unlink(), (c / "predictions.jsonl").write_text(
             (c / "predictions.jsonl").read_text()[:-30])), warnings={}),
@@ -366,6 +411,7 @@ def test_a_user_mistake(name: str, release: Path, tmp_path: Path,
         return
     assert code == 0 and not errors, stderr
     if args[0] != "run":
+        assert all(f in stdout for f in case.stdout), stdout
         return
     cell = tmp_path.joinpath("out", *CELL[:-1], case.model)
     payload = json.loads((cell / "results.json").read_text())

@@ -201,6 +201,9 @@ class ReleaseDataset:
                 f"data directory {self.root} does not exist",
                 hint="pass --data-dir DIR holding {domain}/{split}.jsonl",
             )
+        if self.images_dir is not None and not Path(self.images_dir).is_dir():
+            raise BenchError("the images folder is not a directory", where=str(self.images_dir),
+                             hint="set images_dir to the folder holding {ASIN}_0.jpg files")
         self.images_dir = Path(self.images_dir) if self.images_dir else self.root / IMAGES_DIR
 
     def domains(self) -> list[str]:
