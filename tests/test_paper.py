@@ -90,7 +90,7 @@ def test_matching() -> None:
 
 def test_reported_csv_is_found_from_the_package() -> None:
     assert paper.REPORTED_CSV.is_file()
-    assert paper.REPORTED_CSV.parent.name == "paper"
+    assert paper.REPORTED_CSV.parent.name == "defaults"
 
 
 def test_malformed_csv_is_a_one_line_error(tmp_path: Path) -> None:

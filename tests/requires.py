@@ -1,0 +1,36 @@
+"""Test inputs that ship in packages the README's test command installs (weights, readers).
+
+Missing on a developer's machine, a test that needs one skips and says what to install. Missing
+under CI (``CI`` set, as CI runs), it fails: CI runs exactly the README's command, so a skip
+there would hide a broken install step behind a green run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from bench.errors import BenchError
+from bench.models import package_dir
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def missing(reason: str) -> NoReturn:
+    """Fail under CI, skip elsewhere."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: a missing test input fails, never skips)")
+    pytest.skip(reason)
+
+
+def installed(package: str, install: str) -> Path:
+    """The folder of ``package`` (found by its files: it need not import), else :func:`missing`."""
+    try:
+        return package_dir(package)
+    except BenchError:
+        missing(f"needs `{install}`")

