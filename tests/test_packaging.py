@@ -7,6 +7,7 @@ import ast
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -117,9 +118,16 @@ def test_missing_test_input_fails_under_ci_and_skips_elsewhere(
 def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project built as a wheel (offline: this venv's setuptools) and unpacked into a folder."""
     out = tmp_path_factory.mktemp("wheel")
+    source = out / "source"  # setuptools writes build/ into the tree it builds: not the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     (wheel,) = out.glob("lavic_bench-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
