@@ -2,7 +2,10 @@
 
 Precedence: CLI options > ``--config FILE`` (or ./bench.toml) > the default grid that ships
 inside the package (``bench/defaults/bench.toml``), so an installed wheel runs from any folder.
-Unknown keys and wrong types are errors that name the file and key, never ignored.
+``[run]`` is checked by ``RunOptions``, and the CLI's values go through the same schema, so
+``--limit 0`` fails exactly as ``limit = 0`` does. The ``[datasets.*]``, ``[retrievers.*]`` and
+``[generators.*]`` tables are checked against each entry's own schema (``bench.options``) when
+a run starts; unknown keys and wrong types are one-line errors that name the file and key.
 """
 
 from __future__ import annotations
@@ -11,30 +14,89 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, NonNegativeFloat, PositiveInt, StringConstraints
+
+from bench import options as schemas
 from bench.errors import BenchError
 from bench.models import ModelPaths
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "defaults" / "bench.toml"
-_RUN_KEYS: dict[str, type | tuple[type, ...]] = {
-    "dataset": str,
-    "domains": list,
-    "split": str,
-    "retrievers": list,
-    "models": list,
-    "top_k": int,
-    "seed": int,
-    "limit": (int, type(None)),
-    "out": str,
-    "keep_order": bool,
-    "batch_size": int,
-    "strict": bool,
-}
 _TOP_KEYS = {"run", "datasets", "models", "retrievers", "generators", "prices"}
+_Name = Annotated[str, StringConstraints(min_length=1)]
+_Names = Annotated[list[_Name], Field(min_length=1)]
+
+
+class RunOptions(schemas.Options):
+    """``[run]``; the CLI's options of the same names override it."""
+
+    dataset: _Name = "synthetic"
+    domains: list[_Name] = Field([], description="default: every domain the dataset has")
+    split: _Name = "test"
+    retrievers: _Names = Field(["bm25"], description="at least one retriever name")
+    models: _Names = Field(["none"], description="at least one model name ('none' = retriever)")
+    top_k: PositiveInt = 10
+    seed: int = 0
+    limit: PositiveInt | None = Field(None, description="a positive number of conversations")
+    out: _Name = "runs/default"
+    keep_order: bool = False
+    batch_size: PositiveInt = 8
+    strict: bool = False
+
+
+class Price(schemas.Options):
+    input_per_mtok: NonNegativeFloat
+    output_per_mtok: NonNegativeFloat
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenMap(value)
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again (for JSON and for factories that expect them)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+class FrozenMap(Mapping[str, Any]):
+    """A read-only, hashable mapping (nested tables and lists frozen too), so a RunSpec can be
+    a dict key and nothing can change it after it is read."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = {str(k): _freeze(v) for k, v in (data or {}).items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+_TABLE_FIELDS = ("dataset_tables", "retriever_options", "generator_options", "model_paths",
+                 "prices")
 
 
 @dataclass(frozen=True)
@@ -51,20 +113,36 @@ class RunSpec:
     keep_order: bool = False
     batch_size: int = 8
     strict: bool = False
-    dataset_tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    retriever_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    generator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    model_paths: Mapping[str, str] = field(default_factory=dict)
-    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    dataset_tables: Mapping[str, Mapping[str, Any]] = field(default_factory=FrozenMap)
+    retriever_options: Mapping[str, Mapping[str, Any]] = field(default_factory=FrozenMap)
+    generator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=FrozenMap)
+    model_paths: Mapping[str, str] = field(default_factory=FrozenMap)
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=FrozenMap)
     source: str = "defaults"
+
+    def __post_init__(self) -> None:
+        """Tables given as dicts (tests, plug-ins) are frozen too."""
+        for name in _TABLE_FIELDS:
+            object.__setattr__(self, name, FrozenMap(getattr(self, name)))
+        for name in ("domains", "retrievers", "models"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def dataset_options(self) -> dict[str, Any]:
-        return dict(self.dataset_tables.get(self.dataset, {}))
+        return thaw(self.dataset_tables.get(self.dataset, {}))
 
     @property
     def models_table(self) -> ModelPaths:
         return ModelPaths(dict(self.model_paths))
+
+    def table(self, kind: str, name: str) -> dict[str, Any]:
+        """``[retrievers.NAME]`` / ``[generators.NAME]`` as a plain dict ({} when absent)."""
+        tables = self.retriever_options if kind == "retrievers" else self.generator_options
+        return thaw(tables.get(name, {}))
+
+    def where(self, kind: str, name: str) -> str:
+        """How errors name a table: ``bench.toml [generators.vicuna]``."""
+        return f"{self.source} [{kind}.{name}]"
 
     def cell_spec(self, domain: str, retriever: str, model: str) -> dict[str, Any]:
         """Everything that can change one cell's predictions -- and nothing else."""
@@ -74,9 +152,9 @@ class RunSpec:
             "domain": domain,
             "split": self.split,
             "retriever": retriever,
-            "retriever_options": dict(self.retriever_options.get(retriever, {})),
+            "retriever_options": self.table("retrievers", retriever),
             "model": model,
-            "generator_options": dict(self.generator_options.get(model, {})),
+            "generator_options": self.table("generators", model),
             "top_k": self.top_k,
             "seed": self.seed,
             "limit": self.limit,
@@ -84,7 +162,7 @@ class RunSpec:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        return {f.name: thaw(getattr(self, f.name)) for f in fields(self)}
 
 
 def spec_hash(payload: Mapping[str, Any]) -> str:
@@ -102,6 +180,11 @@ def _nested(raw: dict[str, Any], key: str, where: str) -> dict[str, dict[str, An
     return {name: _check_table(v, f"{where} [{key}.{name}]") for name, v in table.items()}
 
 
+def _run_values(run: RunOptions) -> dict[str, Any]:
+    values = run.model_dump()
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def parse(raw: dict[str, Any], where: str) -> RunSpec:
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
@@ -111,32 +194,20 @@ def parse(raw: dict[str, Any], where: str) -> RunSpec:
             hint=f"known: {', '.join(sorted(_TOP_KEYS))}",
         )
     run = _check_table(raw.get("run", {}), f"{where} [run]")
-    values: dict[str, Any] = {}
-    for key, value in run.items():
-        if key not in _RUN_KEYS:
-            raise BenchError(
-                f"unknown key run.{key}", where=where, hint=f"known: {', '.join(sorted(_RUN_KEYS))}"
-            )
-        expected = _RUN_KEYS[key]
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
-            raise BenchError(f"run.{key} has the wrong type ({type(value).__name__})", where=where)
-        if isinstance(value, list):
-            if not all(isinstance(v, str) for v in value):
-                raise BenchError(f"run.{key} must be a list of strings", where=where)
-            value = tuple(value)
-        values[key] = value
-    if values.get("top_k", 10) < 1:
-        raise BenchError("run.top_k must be >= 1", where=where)
+    values = _run_values(schemas.validate(RunOptions, run, f"{where} [run]"))
     models = _check_table(raw.get("models", {}), f"{where} [models]")
     if not all(isinstance(v, str) for v in models.values()):
         raise BenchError("[models] values must be paths (strings)", where=where)
+    prices = _nested(raw, "prices", where)
+    for model, price in prices.items():
+        schemas.validate(Price, price, f"{where} [prices.{model}]")
     return RunSpec(
         **values,
         dataset_tables=_nested(raw, "datasets", where),
         retriever_options=_nested(raw, "retrievers", where),
         generator_options=_nested(raw, "generators", where),
         model_paths=models,
-        prices=_nested(raw, "prices", where),
+        prices=prices,
         source=where,
     )
 
@@ -172,9 +243,14 @@ def load(path: Path | None = None) -> RunSpec:
 
 
 def override(spec: RunSpec, *, data_dir: Path | None = None, **changes: Any) -> RunSpec:
-    """Apply CLI options (None / empty = not given); ``data_dir`` goes to the chosen dataset."""
-    given = {k: v for k, v in changes.items() if v is not None and v != ()}
-    spec = replace(spec, **given)
+    """Apply CLI options (None / empty = not given) through ``RunOptions``, the schema of
+    ``[run]``; ``data_dir`` goes to the chosen dataset."""
+    given = {k: list(v) if isinstance(v, tuple) else v
+             for k, v in changes.items() if v is not None and v != ()}
+    current = {k: list(v) if isinstance(v, tuple) else v
+               for k, v in spec.as_dict().items() if k in RunOptions.model_fields}
+    checked = schemas.validate(RunOptions, {**current, **given}, "command line")
+    spec = replace(spec, **{k: v for k, v in _run_values(checked).items() if k in given})
     if data_dir is not None:
         tables = {**spec.dataset_tables}
         tables[spec.dataset] = {**spec.dataset_options, "data_dir": str(data_dir)}
@@ -183,12 +259,25 @@ def override(spec: RunSpec, *, data_dir: Path | None = None, **changes: Any) -> 
 
 
 def with_generator_options(spec: RunSpec, settings: Mapping[str, Any]) -> RunSpec:
-    """Give every generator of the grid the given CLI settings (None = not given)."""
+    """Give the grid's generators the CLI settings (None = not given) that their schema
+    declares (all of them to a generator without a schema); a setting that no generator of
+    the grid takes is an error, not a silent no-op."""
+    from bench import registry
+
     given = {k: v for k, v in settings.items() if v is not None}
     if not given:
         return spec
     tables = {name: dict(opts) for name, opts in spec.generator_options.items()}
+    taken: set[str] = set()
     for model in spec.models:
-        if model != "none":
-            tables[model] = {**tables.get(model, {}), **given}
+        if model == "none":
+            continue
+        schema = schemas.schema_of(registry.generators.entry(model).load())
+        wanted = {k: v for k, v in given.items() if schema is None or k in schema.model_fields}
+        taken |= set(wanted)
+        tables[model] = {**tables.get(model, {}), **wanted}
+    for key in sorted(set(given) - taken):
+        flag = "--" + key.replace("_", "-")
+        raise BenchError(f"no model of this run takes {flag}", where=flag,
+                         hint=f"models: {', '.join(spec.models)}")
     return replace(spec, generator_options=tables)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import progress, registry
+from bench import config, options, progress, registry
 from bench.config import RunSpec, spec_hash
 from bench.context import BuildContext
 from bench.data.release import ReleaseDataset
@@ -87,19 +87,20 @@ class Grid:
         """One per run, so shards already read stay in memory across batches and cells."""
         return ResponseCache(cache_root() / "responses")
 
-    def _context(self, options: Any) -> BuildContext:
-        return BuildContext(options=options, models=self.spec.models_table, seed=self.spec.seed)
+    def _context(self, kind: str, name: str) -> BuildContext:
+        return BuildContext(options=self.spec.table(kind, name), models=self.spec.models_table,
+                            seed=self.spec.seed, where=self.spec.where(kind, name),
+                            prices=config.thaw(self.spec.prices))
 
     def _generator(self, name: str) -> tuple[Generator, dict[str, str]]:
         """Built once per grid (loading stays lazy), with the model names it resolved."""
         if name not in self._generators:
-            options = {**self.spec.generator_options.get(name, {}), "prices": self.spec.prices}
-            ctx = self._context(options)
+            ctx = self._context("generators", name)
             self._generators[name] = (registry.generators.build(name, ctx), ctx.models.resolved)
         return self._generators[name]
 
     def _retriever(self, name: str) -> tuple[Retriever, dict[str, str]]:
-        ctx = self._context(self.spec.retriever_options.get(name, {}))
+        ctx = self._context("retrievers", name)
         return registry.retrievers.build(name, ctx), ctx.models.resolved
 
     def build_dataset(self) -> ReleaseDataset:
@@ -111,11 +112,16 @@ class Grid:
             raise BenchError("the output folder is a file", where=str(out),
                              hint="pass a folder (new or from an earlier run) to --out")
         registry.load_plugins()
-        for name in self.spec.retrievers:
-            registry.retrievers.entry(name)  # fail on a typo before any work
-        for name in self.spec.models:
-            if name != NO_MODEL:
-                registry.generators.entry(name)
+        # Fail on a typo in a name or an option before any work.
+        options.check(registry.datasets.entry(self.spec.dataset).load(),
+                      self.spec.dataset_options, self.spec.where("datasets", self.spec.dataset))
+        options.check_tables(self.spec)
+        for kind, reg, names in (("retrievers", registry.retrievers, self.spec.retrievers),
+                                 ("generators", registry.generators, self.spec.models)):
+            for name in names:
+                if name != NO_MODEL:
+                    options.check(reg.entry(name).load(), self.spec.table(kind, name),
+                                  self.spec.where(kind, name))
         dataset = self.build_dataset()
         domains = self.spec.domains or dataset.domains()
         if not domains:
@@ -359,6 +365,7 @@ class Grid:
             "retriever_identity": cell_spec["inputs"]["retriever_identity"],
             "model": key.model,
             "model_identity": cell_spec["inputs"]["model_identity"],
+            "id_parser": getattr(generator, "id_parser", None),
             "metrics": metrics,
             "n_conversations": len(records),
             "n_pairs": sum(len(r["gt_items"]) for r in records),

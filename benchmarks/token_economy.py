@@ -1,7 +1,7 @@
 """Prompt-token economy of the paper's recommendation prompt under Mistral-7B's real tokenizer.
 
 Counts, per conversation, the tokens LLaVA-v1.6-Mistral-7B would be fed for the prompt that
-``baselines.generators.prompt.render`` writes, wrapped in Mistral's v1 instruct format
+``bench.prompt.render`` writes, wrapped in Mistral's v1 instruct format
 (``<s>`` + ``[INST] {prompt} [/INST]``), in three settings:
 
 * ``titles``: text only (IDs and titles of the candidates);
@@ -34,10 +34,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from baselines.generators.prompt import IMAGE_SLOT, render
 from bench.data.schema import Item
 from bench.errors import BenchError, Warnings
 from bench.models import cache_root
+from bench.prompt import IMAGE_SLOT, render
 
 WHEEL_PACKAGE = "mistral-common"
 TOKENIZER_MEMBER = "mistral_common/data/tokenizer.model.v1"

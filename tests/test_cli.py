@@ -49,9 +49,10 @@ def test_bad_config_names_file_and_line_or_key(tmp_path: Path) -> None:
     bad.write_text('[run]\nretrievers = ["bm25"\n')
     assert f"{bad}:2" in one_line_error(bench("run", "--config", str(bad)))
     bad.write_text('[run]\nretreivers = ["bm25"]\n')
-    assert "unknown key run.retreivers" in one_line_error(bench("run", "--config", str(bad)))
+    line = one_line_error(bench("run", "--config", str(bad)))
+    assert f"{bad} [run]: unknown key 'retreivers' (did you mean 'retrievers'?" in line
     bad.write_text('[run]\ntop_k = "ten"\n')
-    assert "run.top_k" in one_line_error(bench("run", "--config", str(bad)))
+    assert f"{bad} [run]: top_k = 'ten'" in one_line_error(bench("run", "--config", str(bad)))
 
 
 def test_missing_metadata_with_a_title_retriever_says_what_to_do(tmp_path: Path) -> None:

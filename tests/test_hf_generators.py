@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import string
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,16 @@ from transformers.models.llava_next.image_processing_pil_llava_next import (
     LlavaNextImageProcessorPil,
 )
 
-from baselines.generators import prompt as table11
+from baselines.generators import hf
 from baselines.generators.causal import VICUNA_FORMAT
 from baselines.generators.hf import HFGenerator, score_continuations
-from baselines.generators.parse import NO_ID, OUTSIDE, SEVERAL
+from bench import prompt as table11
 from bench import registry
 from bench.context import BuildContext
 from bench.data.schema import Conversation, Item
 from bench.errors import BenchError
 from bench.models import ModelPaths
+from bench.parser import MIXED, NO_ID, OUTSIDE, OVER_BUDGET, SEVERAL
 from bench.protocols import CachedGenerator, Choice, Request
 
 pytestmark = pytest.mark.slow
@@ -59,7 +61,7 @@ TEMPLATE = (
 )
 PATCH, SIDE = 14, 28  # a 2x2-patch vision tower
 PINPOINTS = [[28, 56], [56, 28], [56, 56], [28, 84], [84, 28]]
-FAILURES = {None, NO_ID, OUTSIDE, SEVERAL}
+FAILURES = {None, NO_ID, OUTSIDE, SEVERAL, MIXED}
 
 
 def char_tokenizer() -> PreTrainedTokenizerFast:
@@ -290,14 +292,33 @@ def test_truncation_counts_expanded_image_tokens(tiny: dict[str, Path], tmp_path
     assert rendered.usage["truncated"] == 1 and "NEWEST" in rendered.text
     assert rendered.text.count(IMAGE_TOKEN) == 10  # the literal one in the text was defused
     length = gen.model_inputs([rendered])["input_ids"].shape[1]
-    assert 1400 - 16 - 5 <= length <= 1400 - 16  # as full as the budget allows
+    assert 1400 - 10 - 5 <= length <= 1400 - 10  # as full as the budget allows
 
 
-def test_prompt_over_budget_is_flagged(tiny: dict[str, Path], tmp_path: Path) -> None:
-    gen = build("llava-1.5", tiny["llava"], images=True, max_length=300)
-    with pytest.warns(UserWarning, match="no conversation is left"):
-        rendered = gen.render(requests(1, tmp_path)[0])
+def test_no_room_for_the_conversation_is_a_failure_or_a_refusal(tiny: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    req = requests(1, tmp_path)[0]
+    gen = build("llava-1.5", tiny["llava"], images=True, max_length=300)  # set by the user
+    rendered = gen.render(req)
     assert rendered.usage["over_budget"] == 1 and rendered.usage["truncated"] == 1
+    [choice] = gen.recommend([req])
+    assert (choice.item_id, choice.failure) == (None, OVER_BUDGET)
+    assert choice.usage["over_budget"] == 1 and "model" not in vars(gen)  # nothing was asked
+    long = Request(req.conversation,
+                   tuple(replace(i, title="a very long title " * 30) for i in req.candidates))
+    with pytest.raises(BenchError) as err:  # the default context cannot hold the candidates
+        build("llava-1.5", tiny["llava"], images=True).render(long)
+    line = err.value.one_line()
+    assert "leave no room for the conversation" in line and "set max_length" in line
+
+
+def test_image_settings_default_to_the_whole_context(tiny: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hf, "MAX_LENGTH_CAP", 1000)
+    assert build("llava-1.6", tiny["next"], images=True).max_length == 4096
+    assert build("llava-1.6", tiny["next"]).max_length == 1000
+    assert build("vicuna", tiny["llama"]).max_length == 1000
+    assert build("vicuna", tiny["llama"], max_length=1500).max_length == 1500
 
 
 def test_cache_key_covers_prompt_images_and_settings(tiny: dict[str, Path],
@@ -315,12 +336,14 @@ def test_cache_key_covers_prompt_images_and_settings(tiny: dict[str, Path],
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"dtype": "fp8"}, "unknown dtype"),
-        ({"decoding": "beam"}, "unknown value"),
-        ({"device": "tpu"}, "unknown device"),
-        ({"batch_size": 0}, "not a positive integer"),
+        ({"dtype": "fp8"}, "dtype = 'fp8': input should be 'auto', 'bf16', 'fp16' or 'fp32'"),
+        ({"decoding": "beam"}, "decoding = 'beam'"),
+        ({"device": "tpu"}, "device = 'tpu'"),
+        ({"batch_size": 0}, "batch_size = 0: input should be greater than 0"),
         ({"images": True}, "reads text only"),
-        ({"images": "maybe"}, "not a boolean"),
+        ({"images": "maybe"}, "images = 'maybe': input should be a valid boolean"),
+        ({"max_lenght": 512}, "unknown key 'max_lenght' (did you mean 'max_length'?"),
+        ({"devcie": "cpu"}, "unknown key 'devcie' (did you mean 'device'?"),
     ],
 )
 def test_bad_options_are_one_line_errors(

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from baselines.generators.hf import PLACEHOLDER_SIDE, load_image
+from baselines.generators.hf import load_image
 from baselines.generators.openai_chat import _image_header
 from bench import registry
 from bench.config import RunSpec
 from bench.data.validate import validate
 from bench.images import image_problem
+from bench.prompt import MISSING_IMAGE_SIDE
 from bench.runner import Grid
 from tests.conftest import ASINS
 
@@ -45,8 +46,8 @@ def test_every_reader_rejects_the_same_broken_file(release: Path, kind: str) -> 
     path = release / "train_images" / f"{ASINS[0]}_0.jpg"
     BREAKERS[kind](path)
     assert EXPECTED[kind] in (image_problem(path) or "")
-    image, data = load_image(path)  # the HF generators: a grey placeholder, no bytes
-    assert data == b"" and image.size == (PLACEHOLDER_SIDE, PLACEHOLDER_SIDE)
+    image, data = load_image(path)  # the HF generators: the white placeholder, no bytes
+    assert data == b"" and image.size == (MISSING_IMAGE_SIDE, MISSING_IMAGE_SIDE)
     assert _image_header(path) is None  # the OpenAI generator: the slot is dropped
     report = validate(release, decode_images=True)
     if kind == "missing":

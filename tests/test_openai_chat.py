@@ -79,7 +79,7 @@ def make_requests(n: int, image_dir: Path | None = None) -> tuple[list[Request],
 
 
 def chat(name_builder=build_gpt4o_mini, clock: FakeClock | None = None, **options) -> OpenAIChat:
-    generator = name_builder(BuildContext(options={"prices": PRICES, **options}))
+    generator = name_builder(BuildContext(options=options, prices=PRICES))
     return generator if clock is None else replace(generator, clock=clock)
 
 
@@ -105,7 +105,7 @@ def test_answers_in_order_with_usage_and_cost(server: ChatServer) -> None:
         )
     body = server.received[0].body
     assert body["model"] == "gpt-4o-mini"
-    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.0, 16, 0)
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.0, 10, 0)
     assert isinstance(body["messages"][0]["content"], str)  # titles only by default
 
 
@@ -212,7 +212,7 @@ def test_estimate_needs_no_http_and_matches_usage(server: ChatServer) -> None:
     choices = generator.recommend(requests)
     used = sum(c.usage["prompt_tokens"] for c in choices)
     assert estimate["prompt_tokens"] == pytest.approx(used, rel=0.25)
-    assert estimate["completion_tokens"] == 16 * 8  # max_tokens: an upper bound
+    assert estimate["completion_tokens"] == 10 * 8  # max_tokens: an upper bound
     assert estimate["cost_usd"] == pytest.approx(
         (estimate["prompt_tokens"] * 0.15 + estimate["completion_tokens"] * 0.6) / 1e6
     )
@@ -235,7 +235,7 @@ def test_conversation_is_truncated_to_the_context_window(server: ChatServer) -> 
     generator = chat(base_url=server.base_url, context_window=400)
     [choice] = generator.recommend([request])
     assert choice.usage["truncated"] == 1
-    assert generator.prompt(request)[1] <= 400 - 16
+    assert generator.prompt(request)[1] <= 400 - 10
     assert "red wool scarf style0" in server.received[0].body["messages"][0]["content"]
 
 
@@ -255,7 +255,7 @@ def test_identity_and_cache_key(server: ChatServer, tmp_path: Path) -> None:
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(BenchError, match="unknown option 'temprature'"):
+    with pytest.raises(BenchError, match="unknown key 'temprature'"):
         chat(temprature=0)
     with pytest.raises(BenchError, match="no model name"):
         chat(build)

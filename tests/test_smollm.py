@@ -17,12 +17,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from baselines.generators.hf import HFGenerator
-from baselines.generators.parse import NO_ID, OUTSIDE, SEVERAL
 from bench import registry
 from bench.context import BuildContext
 from bench.data.release import ReleaseDataset
 from bench.data.synthetic import synthesize
 from bench.metrics import ValidRatio
+from bench.parser import NO_ID, OUTSIDE, SEVERAL
 from bench.protocols import Choice, Request
 from tests.requires import installed
 

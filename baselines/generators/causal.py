@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from baselines.generators.hf import HFGenerator, Settings, Source, load, load_model
+from baselines.generators.hf import HFGenerator, HFOptions, Settings, Source, load, load_model
 from bench.context import BuildContext
+from bench.options import takes
 
 VICUNA = "lmsys/vicuna-7b-v1.5"
 VICUNA_FORMAT = (
@@ -43,6 +44,7 @@ class CausalGenerator(HFGenerator):
                               add_special_tokens=self.add_special_tokens(texts[0]))
 
 
+@takes(HFOptions)
 def build(ctx: BuildContext) -> CausalGenerator:
     """``vicuna``: lmsys/vicuna-7b-v1.5 unless ``model_path`` (or bench.toml [models]) says
     where another causal LM is."""

@@ -16,91 +16,70 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
+from pydantic import Field, PositiveInt
 
-from baselines.generators import prompt as table11
-from baselines.generators.parse import parse_choice
+from bench import prompt as table11
 from bench.context import BuildContext
 from bench.errors import BenchError
 from bench.images import read_image
 from bench.models import weights_identity
+from bench.options import Options
+from bench.parser import PAPER, IdParser, over_budget, parse_choice
 from bench.protocols import Choice, Request
 
 DECODINGS = ("generate", "score")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_LENGTH_CAP = 4096  # the paper's models were run with (at most) 4k contexts
-PLACEHOLDER_SIDE = 336  # LLaVA's native resolution; a missing image becomes this grey square
-PLACEHOLDER_RGB = (128, 128, 128)
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 # --------------------------------------------------------------------------- options
 
 
-def _where(name: str, key: str) -> str:
-    return f"[generators.{name}] {key}"
+class HFOptions(Options):
+    """``[generators.NAME]`` of every local transformers generator."""
+
+    model_path: str | None = Field(None, description="a local weights folder or .gguf file")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+                        description="auto, cpu, mps, cuda or cuda:N")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    decoding: Literal["generate", "score"] = "generate"
+    max_new_tokens: PositiveInt = Field(10, description="the authors' 10 by default")
+    batch_size: PositiveInt = 4
+    max_length: PositiveInt | None = Field(
+        None, description="default: the model's context (capped at 4096 without images)")
+    images: bool = False
+    id_parser: IdParser = Field("paper", description="paper (the authors' rule) or robust")
 
 
-def _choice(ctx: BuildContext, name: str, key: str, allowed: Sequence[str], default: str) -> str:
-    value = ctx.option(key, default)
-    if value not in allowed:
-        raise BenchError(
-            f"unknown value {value!r}", where=_where(name, key), hint=f"use one of {list(allowed)}"
-        )
-    return value
+def _where(ctx: BuildContext, name: str, key: str) -> str:
+    return f"{ctx.where or f'[generators.{name}]'} {key}"
 
 
-def _positive_int(ctx: BuildContext, name: str, key: str, default: int) -> int:
-    value = ctx.option(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BenchError(
-            f"{value!r} is not a positive integer", where=_where(name, key), hint="e.g. 4"
-        )
-    return value
-
-
-def _flag(ctx: BuildContext, name: str, key: str) -> bool:
-    value = ctx.option(key, False)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if not isinstance(value, bool):
-        raise BenchError(f"{value!r} is not a boolean", where=_where(name, key),
-                         hint="use true or false")
-    return value
-
-
-def pick_device(requested: str, name: str) -> torch.device:
+def pick_device(requested: str, where: str) -> torch.device:
     """``auto``: cuda, then mps, then cpu; an explicit device must exist."""
-    if not _DEVICE.match(requested):
-        raise BenchError(f"unknown device {requested!r}", where=_where(name, "device"),
-                         hint="use auto, cpu, mps, cuda or cuda:N")
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if requested == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (requested.startswith("cuda") and not cuda) or (requested == "mps" and not mps):
-        raise BenchError(f"device {requested!r} is not available here",
-                         where=_where(name, "device"), hint="use device = \"auto\" or \"cpu\"")
+        raise BenchError(f"device {requested!r} is not available here", where=where,
+                         hint="use device = \"auto\" or \"cpu\"")
     return torch.device(requested)
 
 
-def pick_dtype(requested: str, device: torch.device, name: str) -> torch.dtype:
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 on a GPU that supports it, else fp16 on cuda; fp32 on cpu and mps."""
     if requested == "auto":
         if device.type != "cuda":
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if requested not in DTYPES:
-        raise BenchError(f"unknown dtype {requested!r}", where=_where(name, "dtype"),
-                         hint="use auto, bf16, fp16 or fp32")
     return DTYPES[requested]
 
 
@@ -113,30 +92,32 @@ class Settings:
     decoding: str
     max_new_tokens: int
     batch_size: int
-    max_length: int | None  # None: the model's position limit, capped at MAX_LENGTH_CAP
+    max_length: int | None  # None: the model's context (capped at MAX_LENGTH_CAP without images)
     images: bool
+    id_parser: str = PAPER
 
     @classmethod
     def from_context(cls, ctx: BuildContext, name: str, *, vision: bool) -> Settings:
-        device = pick_device(str(ctx.option("device", "auto")), name)
-        images = _flag(ctx, name, "images")
-        if images and not vision:
-            raise BenchError(f"{name} reads text only", where=_where(name, "images"),
+        opts = ctx.parse(HFOptions, f"[generators.{name}]")
+        if opts.images and not vision:
+            raise BenchError(f"{name} reads text only", where=_where(ctx, name, "images"),
                              hint="use llava-1.5 or llava-1.6 for images")
+        device = pick_device(opts.device, _where(ctx, name, "device"))
         return cls(
             device=device,
-            dtype=pick_dtype(str(ctx.option("dtype", "auto")), device, name),
-            decoding=_choice(ctx, name, "decoding", DECODINGS, "generate"),
-            max_new_tokens=_positive_int(ctx, name, "max_new_tokens", 16),
-            batch_size=_positive_int(ctx, name, "batch_size", 4),
-            max_length=(None if ctx.option("max_length") is None
-                        else _positive_int(ctx, name, "max_length", MAX_LENGTH_CAP)),
-            images=images,
+            dtype=pick_dtype(opts.dtype, device),
+            decoding=opts.decoding,
+            max_new_tokens=opts.max_new_tokens,
+            batch_size=opts.batch_size,
+            max_length=opts.max_length,
+            images=opts.images,
+            id_parser=opts.id_parser,
         )
 
     def describe(self) -> str:
         """Everything here that changes an answer (the device and batch size do not)."""
-        decoding = (f"generate,greedy,max_new_tokens={self.max_new_tokens}"
+        decoding = (f"generate,greedy,max_new_tokens={self.max_new_tokens},"
+                    f"id_parser={self.id_parser}"
                     if self.decoding == "generate" else "score,id+eos")
         return (f"dtype={DTYPE_NAMES[self.dtype]};decoding={decoding};"
                 f"max_length={self.max_length or 'auto'};images={str(self.images).lower()}")
@@ -155,9 +136,9 @@ class Source:
 
     @classmethod
     def locate(cls, ctx: BuildContext, name: str, default_model: str) -> Source:
-        given = ctx.option("model_path")
+        given = ctx.option("model_path")  # checked by HFOptions in Settings.from_context
         if given and not Path(given).exists():
-            raise BenchError(f"{given} does not exist", where=_where(name, "model_path"),
+            raise BenchError(f"{given} does not exist", where=_where(ctx, name, "model_path"),
                              hint="pass a local weights folder or .gguf file")
         path = str(given or ctx.models.resolve(default_model))
         local = Path(path)
@@ -281,11 +262,12 @@ class Rendered:
 
 
 def load_image(path: Path | None) -> tuple[Image.Image, bytes]:
-    """The RGB image and its file bytes; a neutral grey square and b"" when
+    """The RGB image and its file bytes; the authors' white square and b"" when
     :func:`bench.images.read_image` finds it unusable."""
     found = read_image(path)
     if found.image is None:
-        return Image.new("RGB", (PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PLACEHOLDER_RGB), b""
+        side = table11.MISSING_IMAGE_SIDE
+        return Image.new("RGB", (side, side), table11.MISSING_IMAGE_RGB), b""
     return found.image, found.data
 
 
@@ -314,8 +296,12 @@ class HFGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         positions = config.get_text_config(decoder=True).max_position_embeddings
-        self.max_length = settings.max_length or min(positions, MAX_LENGTH_CAP)
+        # Ten candidates' images need the whole context (LLaVA-1.6: up to 2,928 tokens each).
+        self.max_length = settings.max_length or (
+            positions if settings.images else min(positions, MAX_LENGTH_CAP))
         self.identity = f"{name}|{source.fingerprint()}|{settings.describe()}"
+        #: The answer-reading rule, for results.json (scoring reads no text: None).
+        self.id_parser = settings.id_parser if settings.decoding == "generate" else None
 
     @functools.cached_property
     def model(self) -> Any:
@@ -391,14 +377,17 @@ class HFGenerator:
         built = table11.build(self.sanitize(request.conversation.context), items,
                               with_images=self.settings.images, count_tokens=count, budget=budget)
         usage = {"truncated": int(built.truncated)}
-        if count(built.text) > budget:  # even the bare instruction + candidates do not fit
+        if built.over_budget:  # no conversation left: not asked, a counted failure
+            if self.settings.max_length is None:
+                raise BenchError(
+                    f"the instruction and {len(items)} candidates"
+                    f"{' with images' if self.settings.images else ''} leave no room for the "
+                    f"conversation in {self.name}'s context of {self.max_length} tokens",
+                    where=f"[generators.{self.name}] max_length",
+                    hint="show fewer candidates (top_k), or set max_length beyond the trained "
+                    "context to run anyway (requests that do not fit fail as over_budget)",
+                )
             usage["over_budget"] = 1
-            warnings.warn(
-                f"{self.name}: instruction and candidates alone exceed max_length "
-                f"{self.max_length} minus room for the answer, so no conversation is left; "
-                "raise max_length (and lower batch_size for memory)",
-                stacklevel=2,
-            )
         if self.settings.images:
             usage["missing_images"] = sum(1 for _, data in loaded if not data)
         return Rendered(
@@ -425,10 +414,13 @@ class HFGenerator:
         choices: list[Choice] = []
         for start in range(0, len(requests), step):
             rendered = [self.render(r) for r in requests[start : start + step]]
+            asked = [r for r in rendered if not r.usage.get("over_budget")]
             if self.settings.decoding == "score":
-                choices.extend(self._score(r) for r in rendered)
+                answers = iter([self._score(r) for r in asked])
             else:
-                choices.extend(self._generate(rendered))
+                answers = iter(self._generate(asked) if asked else [])
+            choices.extend(over_budget(dict(r.usage)) if r.usage.get("over_budget")
+                           else next(answers) for r in rendered)
         return choices
 
     def model_inputs(self, rendered: Sequence[Rendered]) -> dict[str, torch.Tensor]:
@@ -454,12 +446,12 @@ class HFGenerator:
             ids = ids[: ends[0] + 1] if ends else ids
             raw = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             usage = {**r.usage, "prompt_tokens": int(mask.sum()), "completion_tokens": len(ids)}
-            choices.append(parse_choice(raw, r.candidates, usage))
+            choices.append(parse_choice(raw, r.candidates, usage, rule=self.settings.id_parser))
         return choices
 
     def _score(self, rendered: Rendered) -> Choice:
         if not rendered.candidates:
-            return parse_choice("", (), dict(rendered.usage))
+            return parse_choice("", (), dict(rendered.usage), rule=self.settings.id_parser)
         inputs = self.model_inputs([rendered])
         conts = [self.continuation(asin) for asin in rendered.candidates]
         scores = score_continuations(self.model, inputs, conts, group=self.settings.batch_size)

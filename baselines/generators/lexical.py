@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 
 from bench.context import BuildContext
+from bench.options import NoOptions, takes
 from bench.protocols import Choice, Request
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -44,5 +45,7 @@ class LexicalGenerator:
         return choices
 
 
+@takes(NoOptions)
 def build(ctx: BuildContext) -> LexicalGenerator:
+    ctx.parse(NoOptions, "[generators.lexical]")
     return LexicalGenerator()

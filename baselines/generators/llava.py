@@ -23,9 +23,10 @@ from transformers import (
     LlavaNextForConditionalGeneration,
 )
 
-from baselines.generators.hf import HFGenerator, Settings, Source, load, load_model
-from baselines.generators.prompt import IMAGE_SLOT
+from baselines.generators.hf import HFGenerator, HFOptions, Settings, Source, load, load_model
 from bench.context import BuildContext
+from bench.options import takes
+from bench.prompt import IMAGE_SLOT
 
 LLAVA_15 = "llava-hf/llava-1.5-7b-hf"
 LLAVA_16 = "llava-hf/llava-v1.6-mistral-7b-hf"
@@ -78,12 +79,14 @@ def _build(ctx: BuildContext, name: str, default: str, model_class: Any,
                           fallback)
 
 
+@takes(HFOptions)
 def build_llava_15(ctx: BuildContext) -> LlavaGenerator:
     """``llava-1.5``: CLIP ViT-L/336 + Vicuna-7B, 576 tokens per image."""
     return _build(ctx, "llava-1.5", LLAVA_15, LlavaForConditionalGeneration,
                   "USER: {prompt} ASSISTANT:")
 
 
+@takes(HFOptions)
 def build_llava_16(ctx: BuildContext) -> LlavaGenerator:
     """``llava-1.6``: CLIP ViT-L/336 + Mistral-7B with any-resolution image views."""
     return _build(ctx, "llava-1.6", LLAVA_16, LlavaNextForConditionalGeneration,

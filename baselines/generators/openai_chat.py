@@ -26,19 +26,27 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
 from PIL import Image
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
-from baselines.generators import prompt as table11
-from baselines.generators.parse import parse_choice
-from baselines.generators.prompt import IMAGE_SLOT, Prompt
 from baselines.generators.ratelimit import Clock, RateLimiter, SystemClock
+from bench import prompt as table11
 from bench.context import BuildContext
 from bench.errors import BenchError
 from bench.images import image_problem
+from bench.options import Options, takes
+from bench.parser import PAPER, IdParser, parse_choice
+from bench.prompt import IMAGE_SLOT, Prompt
 from bench.protocols import Choice, Request
 
 DEFAULT_HOST = "api.openai.com"
@@ -50,23 +58,6 @@ MESSAGE_OVERHEAD = 7
 #: Context windows (tokens) of the named models, for conversation truncation.
 CONTEXT_WINDOWS = {"gpt-3.5-turbo": 16_385, "gpt-4o-mini": 128_000, "gpt-4o": 128_000}
 MAX_BACKOFF_S = 60.0
-#: Options the harness passes to every generator (prices, --base-url, --model-path).
-HARNESS_OPTIONS = frozenset({"prices", "base_url", "model_path"})
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "images": False,
-    "detail": "auto",
-    "temperature": 0.0,
-    "max_tokens": 16,
-    "seed": None,  # None: the run seed
-    "concurrency": 8,
-    "rpm": None,
-    "tpm": None,
-    "max_retries": 5,
-    "backoff_base": 1.0,
-    "timeout": 60.0,
-    "context_window": None,  # None: CONTEXT_WINDOWS[model], else no truncation
-}
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _SECRET = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
 
@@ -196,7 +187,7 @@ class OpenAIChat:
     images: bool = False
     detail: str = "auto"
     temperature: float = 0.0
-    max_tokens: int = 16
+    max_tokens: int = 10
     seed: int | None = None
     concurrency: int = 8
     rpm: float | None = None
@@ -205,6 +196,7 @@ class OpenAIChat:
     backoff_base: float = 1.0
     timeout: float = 60.0
     context_window: int | None = None
+    id_parser: str = PAPER
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
 
@@ -220,7 +212,7 @@ class OpenAIChat:
     @property
     def identity(self) -> str:
         return (f"openai-chat[model={self.model};host={self.host};images={self.images};"
-                f"detail={self.detail};"
+                f"detail={self.detail};id_parser={self.id_parser};"
                 + ";".join(f"{k}={v}" for k, v in self.decoding.items()) + "]")
 
     @property
@@ -317,7 +309,8 @@ class OpenAIChat:
         if outcome.response is None:
             return Choice(None, raw=outcome.error, usage=usage, failure="error")
         usage.update(self._usage(outcome.response, estimated))
-        return parse_choice(outcome.text, [item.asin for item in request.candidates], usage)
+        return parse_choice(outcome.text, [item.asin for item in request.candidates], usage,
+                            rule=self.id_parser)
 
     def _usage(self, response: Any, estimated: int) -> dict[str, Any]:
         """Server-reported tokens (estimates, flagged, if the server sent none) and cost."""
@@ -426,40 +419,46 @@ def _api_key(base_url: str | None) -> str:
 # --------------------------------------------------------------------------- factories
 
 
+class ChatOptions(Options):
+    """``[generators.NAME]`` of the OpenAI-family generators."""
+
+    model: str | None = Field(None, description="default: the generator's own model")
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else OpenAI")
+    images: bool = False
+    detail: Literal["auto", "low", "high"] = "auto"
+    temperature: NonNegativeFloat = 0.0
+    max_tokens: PositiveInt = Field(10, description="the authors' 10 new tokens by default")
+    seed: int | None = Field(None, description="default: the run seed")
+    concurrency: PositiveInt = 8
+    rpm: PositiveFloat | None = None
+    tpm: PositiveFloat | None = None
+    max_retries: NonNegativeInt = 5
+    backoff_base: NonNegativeFloat = 1.0
+    timeout: PositiveFloat = 60.0
+    context_window: PositiveInt | None = Field(
+        None, description="default: the model's known window, else no truncation")
+    id_parser: IdParser = Field("paper", description="paper (the authors' rule) or robust")
+
+
 def _options(name: str, ctx: BuildContext, default_model: str | None) -> dict[str, Any]:
-    where = f"[generators.{name}]"
-    unknown = sorted(set(ctx.options) - set(DEFAULTS) - HARNESS_OPTIONS)
-    if unknown:
-        raise BenchError(f"unknown option {unknown[0]!r}", where=where,
-                         hint=f"known: {', '.join(sorted(DEFAULTS))}")
-    options = {**DEFAULTS, **{k: v for k, v in ctx.options.items() if k in DEFAULTS}}
+    where = ctx.where or f"[generators.{name}]"
+    options = ctx.parse(ChatOptions, where).model_dump()
     options["model"] = options["model"] or default_model
     if not options["model"]:
         raise BenchError("no model name", where=where, hint='set model = "NAME"')
     if options["seed"] is None:
         options["seed"] = ctx.seed
-    if not isinstance(options["images"], bool):
-        raise BenchError("images must be true or false", where=where)
-    if options["detail"] not in ("auto", "low", "high"):
-        raise BenchError(f"detail {options['detail']!r} is not auto, low or high", where=where)
     if options["images"] and options["model"].startswith("gpt-3.5"):
         raise BenchError(f"{options['model']} takes no images", where=where,
                          hint="set images = false")
-    for key in ("concurrency", "max_tokens"):
-        if not isinstance(options[key], int) or options[key] < 1:
-            raise BenchError(f"{key} must be a positive integer", where=where)
-    prices = dict(ctx.options.get("prices") or {})
-    for model, price in prices.items():
-        if not {"input_per_mtok", "output_per_mtok"} <= set(price):
-            raise BenchError("a price needs input_per_mtok and output_per_mtok",
-                             where=f"[prices.{model}]")
-    base_url = ctx.options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
-    return {**options, "base_url": base_url, "prices": prices}
+    base_url = options["base_url"] or os.environ.get("OPENAI_BASE_URL") or None
+    return {**options, "base_url": base_url, "prices": dict(ctx.prices)}
 
 
 def factory(name: str, default_model: str | None) -> Callable[[BuildContext], OpenAIChat]:
     """The registry factory of ``name``: options from ``[generators.NAME]``."""
 
+    @takes(ChatOptions)
     def make(ctx: BuildContext) -> OpenAIChat:
         return OpenAIChat(**_options(name, ctx, default_model))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.context import BuildContext
 from bench.data.synthetic import ATTRIBUTES_FILE, GENERATOR_VERSION, requested_attributes
 from bench.errors import BenchError
+from bench.options import NoOptions, takes
 from bench.protocols import Choice, Request
 
 
@@ -63,5 +64,7 @@ class OracleGenerator:
         return choices
 
 
+@takes(NoOptions)
 def build(ctx: BuildContext) -> OracleGenerator:
+    ctx.parse(NoOptions, "[generators.oracle]")
     return OracleGenerator()

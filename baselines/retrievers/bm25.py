@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 import bm25s
 import numpy as np
+from pydantic import Field
 
-from baselines.retrievers.common import doc_text, query_text, read_options
+from baselines.retrievers.common import doc_text, query_text
 from baselines.retrievers.topk import top_k
 from bench import progress
 from bench.context import BuildContext
 from bench.data.schema import Catalog, Conversation
-from bench.errors import BenchError
+from bench.options import Options, takes
 
 #: Bumped whenever tokenize() changes, so identities (and anything keyed on them) change too.
 TOKENIZER_VERSION = 1
@@ -60,6 +62,13 @@ def tokenize(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
 
 
+class BM25Options(Options):
+    variant: Literal["okapi", "lucene"] = "okapi"
+    k1: float = Field(1.5, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    with_description: bool = False
+
+
 class BM25Retriever:
     ordered = True
 
@@ -71,16 +80,6 @@ class BM25Retriever:
         b: float = 0.75,
         with_description: bool = False,
     ) -> None:
-        if variant not in VARIANTS:
-            raise BenchError(
-                f"unknown BM25 variant {variant!r}",
-                where="[retrievers.bm25] variant",
-                hint=f"choose one of {', '.join(VARIANTS)}",
-            )
-        if k1 < 0 or not 0 <= b <= 1:
-            raise BenchError(
-                f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}", where="[retrievers.bm25]"
-            )
         self.variant, self.k1, self.b = variant, float(k1), float(b)
         self.with_description = with_description
         self.identity = (
@@ -128,8 +127,6 @@ class BM25Retriever:
         return out
 
 
+@takes(BM25Options)
 def build(ctx: BuildContext) -> BM25Retriever:
-    opts = read_options(
-        ctx, "bm25", {"variant": "okapi", "k1": 1.5, "b": 0.75, "with_description": False}
-    )
-    return BM25Retriever(**opts)
+    return BM25Retriever(**ctx.parse(BM25Options, "[retrievers.bm25]").model_dump())

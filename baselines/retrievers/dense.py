@@ -26,18 +26,18 @@ conversation, where the submission states the request. Options: ``model``, ``poo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
-from baselines.retrievers.common import positive, read_options
-from baselines.retrievers.embedding import COMMON_OPTIONS, EmbeddingRetriever, l2_normalize
+from baselines.retrievers.embedding import EmbeddingOptions, EmbeddingRetriever, l2_normalize
 from bench.cache import encoder_key
 from bench.context import BuildContext
 from bench.errors import BenchError
 from bench.models import weights_identity
+from bench.options import takes
 
-POOLINGS = ("mean", "cls", "pooler")
 SBERT_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -154,56 +154,59 @@ class SentenceTransformerEncoder(LocalEncoder):
         )
 
 
+class SbertOptions(EmbeddingOptions):
+    model: str | None = Field(None, description="default: the retriever's own checkpoint")
+    max_length: PositiveInt | None = Field(None, description="default: the model's own")
+    device: str | None = Field(None, description="default: cuda when available, else cpu")
+
+
+class TransformersOptions(SbertOptions):
+    max_length: PositiveInt | None = 512
+    pooling: Literal["mean", "cls", "pooler"] | None = Field(
+        None, description="default: the retriever's own")
+
+
 def _build(
     ctx: BuildContext, name: str, default_model: str, default_pooling: str | None
 ) -> EmbeddingRetriever:
     """``default_pooling`` None means a sentence-transformers model (it pools itself)."""
-    defaults: dict[str, Any] = {
-        "model": default_model,
-        "max_length": 512 if default_pooling else None,
-        "device": None,
-        **COMMON_OPTIONS,
-    }
-    if default_pooling:
-        defaults["pooling"] = default_pooling
-    opts = read_options(ctx, name, defaults, types={"max_length": int, "device": str})
-    positive(opts, name, "batch_size", "chunk_size", "max_length")
-    pooling = opts.get("pooling", "sentence-transformers")
-    if default_pooling and pooling not in POOLINGS:
-        raise BenchError(
-            f"unknown pooling {pooling!r}",
-            where=f"[retrievers.{name}] pooling",
-            hint=f"choose one of {', '.join(POOLINGS)}",
-        )
+    schema = TransformersOptions if default_pooling else SbertOptions
+    opts = ctx.parse(schema, f"[retrievers.{name}]")
+    model = opts.model or default_model
+    pooling = getattr(opts, "pooling", None) or default_pooling or "sentence-transformers"
     encoder_class = TransformersEncoder if default_pooling else SentenceTransformerEncoder
     encoder = encoder_class(
-        opts["model"],
-        ctx.models.resolve(opts["model"]),
+        model,
+        ctx.models.resolve(model),
         pooling=pooling,
-        max_length=opts["max_length"],
-        batch_size=opts["batch_size"],
-        device=opts["device"],
+        max_length=opts.max_length,
+        batch_size=opts.batch_size,
+        device=opts.device,
     )
     return EmbeddingRetriever(
         name,
         encoder,
         cache_dir=ctx.cache_dir,
-        with_description=opts["with_description"],
-        chunk_size=opts["chunk_size"],
+        with_description=opts.with_description,
+        chunk_size=opts.chunk_size,
     )
 
 
+@takes(SbertOptions)
 def build_sbert(ctx: BuildContext) -> EmbeddingRetriever:
     return _build(ctx, "sbert", SBERT_DEFAULT, None)
 
 
+@takes(TransformersOptions)
 def build_roberta(ctx: BuildContext) -> EmbeddingRetriever:
     return _build(ctx, "roberta", "roberta-large", "mean")
 
 
+@takes(TransformersOptions)
 def build_simcse(ctx: BuildContext) -> EmbeddingRetriever:
     return _build(ctx, "simcse", "princeton-nlp/sup-simcse-roberta-large", "pooler")
 
 
+@takes(TransformersOptions)
 def build_blair(ctx: BuildContext) -> EmbeddingRetriever:
     return _build(ctx, "blair", "hyp1231/blair-roberta-base", "cls")

@@ -12,14 +12,21 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
 from baselines.retrievers.common import doc_text, query_text
 from baselines.retrievers.topk import dot_top_k
 from bench.cache import EmbeddingCache
 from bench.data.schema import Catalog, Conversation
+from bench.options import Options
 
-#: Options every embedding retriever accepts, with their defaults.
-COMMON_OPTIONS = {"batch_size": 32, "with_description": False, "chunk_size": 16_384}
+
+class EmbeddingOptions(Options):
+    """Options every embedding retriever accepts."""
+
+    batch_size: PositiveInt = 32
+    with_description: bool = False
+    chunk_size: PositiveInt = Field(16_384, description="items scored per block in top-k")
 
 
 class Encoder(Protocol):

@@ -24,12 +24,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from baselines.retrievers.common import positive, read_options
-from baselines.retrievers.embedding import COMMON_OPTIONS, EmbeddingRetriever, l2_normalize
+from baselines.retrievers.embedding import EmbeddingOptions, EmbeddingRetriever, l2_normalize
 from bench.cache import encoder_key
 from bench.context import BuildContext
 from bench.errors import BenchError
+from bench.options import takes
 
 DEFAULT_MODEL = "text-embedding-3-large"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -134,27 +135,19 @@ class OpenAIEncoder:
         )
 
 
+class OpenAIEmbOptions(EmbeddingOptions):
+    model: str = DEFAULT_MODEL
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else OpenAI")
+    dimensions: PositiveInt | None = None
+    max_retries: NonNegativeInt = 6
+    backoff_s: NonNegativeFloat = 1.0
+    timeout_s: PositiveFloat = 60.0
+    batch_size: PositiveInt = 128
+
+
+@takes(OpenAIEmbOptions)
 def build(ctx: BuildContext) -> EmbeddingRetriever:
-    opts = read_options(
-        ctx,
-        "openai-emb",
-        {
-            "model": DEFAULT_MODEL,
-            "base_url": None,
-            "dimensions": None,
-            "max_retries": 6,
-            "backoff_s": 1.0,
-            "timeout_s": 60.0,
-            **COMMON_OPTIONS,
-            "batch_size": 128,
-        },
-        types={"base_url": str, "dimensions": int},
-    )
-    positive(opts, "openai-emb", "batch_size", "chunk_size", "dimensions", "timeout_s")
-    if opts["max_retries"] < 0 or opts["backoff_s"] < 0:
-        raise BenchError(
-            "max_retries and backoff_s must not be negative", where="[retrievers.openai-emb]"
-        )
+    opts = ctx.parse(OpenAIEmbOptions, "[retrievers.openai-emb]").model_dump()
     encoder = OpenAIEncoder(
         opts["model"],
         base_url=opts["base_url"] or os.environ.get("OPENAI_BASE_URL") or None,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from baselines.retrievers.common import read_options
 from bench.context import BuildContext
 from bench.data.schema import Catalog, Conversation
 from bench.errors import BenchError
+from bench.options import NoOptions, takes
 
 
 class ShippedRetriever:
@@ -39,11 +39,13 @@ class ShippedRetriever:
         return out
 
 
+@takes(NoOptions)
 def build_st(ctx: BuildContext) -> ShippedRetriever:
-    read_options(ctx, "dataset:st", {})
+    ctx.parse(NoOptions, "[retrievers.dataset:st]")
     return ShippedRetriever("st")
 
 
+@takes(NoOptions)
 def build_gpt_large(ctx: BuildContext) -> ShippedRetriever:
-    read_options(ctx, "dataset:gpt_large", {})
+    ctx.parse(NoOptions, "[retrievers.dataset:gpt_large]")
     return ShippedRetriever("gpt_large")
