@@ -30,6 +30,7 @@ from bench.config import RunSpec
 from bench.context import BuildContext
 from bench.data.schema import Conversation, Item
 from bench.errors import BenchError
+from bench.parser import OVER_BUDGET
 from bench.protocols import Request
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -237,6 +238,9 @@ def test_conversation_is_truncated_to_the_context_window(server: ChatServer) -> 
     assert choice.usage["truncated"] == 1
     assert generator.prompt(request)[1] <= 400 - 10
     assert "red wool scarf style0" in server.received[0].body["messages"][0]["content"]
+    [none_left] = chat(base_url=server.base_url, context_window=100).recommend([request])
+    assert (none_left.item_id, none_left.failure) == (None, OVER_BUDGET)
+    assert len(server.received) == 1  # not sent
 
 
 def test_identity_and_cache_key(server: ChatServer, tmp_path: Path) -> None:

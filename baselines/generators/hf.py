@@ -34,7 +34,6 @@ from bench.options import Options
 from bench.parser import PAPER, IdParser, over_budget, parse_choice
 from bench.protocols import Choice, Request
 
-DECODINGS = ("generate", "score")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_LENGTH_CAP = 4096  # the paper's models were run with (at most) 4k contexts

@@ -45,7 +45,7 @@ from bench.context import BuildContext
 from bench.errors import BenchError
 from bench.images import image_problem
 from bench.options import Options, takes
-from bench.parser import PAPER, IdParser, parse_choice
+from bench.parser import PAPER, IdParser, over_budget, parse_choice
 from bench.prompt import IMAGE_SLOT, Prompt
 from bench.protocols import Choice, Request
 
@@ -302,6 +302,8 @@ class OpenAIChat:
     async def _answer(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore,
                       request: Request, key: str) -> Choice:
         prompt, estimated = self.prompt(request)
+        if prompt.over_budget:  # no conversation fits the context window: not worth paying
+            return over_budget({"truncated": 1, "over_budget": 1})
         outcome = await self._send(client, gate, self.messages(prompt), estimated, key)
         usage: dict[str, Any] = {"truncated": int(prompt.truncated)}
         if outcome.retries:
