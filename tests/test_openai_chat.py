@@ -300,6 +300,7 @@ def test_api_key_is_never_written_or_logged(tmp_path: Path, monkeypatch, caplog,
         [payload] = Grid(spec, progress=False).run()
         assert server.received[0].headers["authorization"] == f"Bearer {secret}"
     assert payload["usage"]["cost_usd"] > 0 and payload["failures"] == {}
+    assert payload["id_parser"] == "paper"  # the authors' rule by default, recorded
     # A server that rejects the key (and echoes it, as OpenAI does) -> one masked error line.
     with ChatServer(api_key="sk-other") as server, pytest.raises(BenchError) as refused:
         chat(base_url=server.base_url).recommend(make_requests(1)[0])
