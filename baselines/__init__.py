@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from bench.context import BuildContext
+from bench.options import schema_of, takes
 from bench.paper import IMAGE_SUFFIX
 
 RETRIEVERS = {
@@ -58,10 +59,13 @@ def _with_images(target: str) -> Callable[[BuildContext], Any]:
     """The paper's "title + image" setting as its own name, so both settings of one model
     can share a run directory and a table."""
 
-    def build(ctx: BuildContext) -> Any:
+    def factory() -> Callable[[BuildContext], Any]:
         module, _, attr = target.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-        return factory(replace(ctx, options={**ctx.options, "images": True}))
+        return getattr(importlib.import_module(module), attr)
+
+    @takes(lambda: schema_of(factory()))
+    def build(ctx: BuildContext) -> Any:
+        return factory()(replace(ctx, options={**ctx.options, "images": True}))
 
     return build
 

@@ -59,8 +59,9 @@ def _one_line(exc: ValidationError, schema: type[BaseModel], where: str) -> Benc
                       where=where, hint=doc)
 
 
-def takes(schema: type[BaseModel]) -> Callable[[F], F]:
-    """Declare the schema of a registry factory (``@takes(MyOptions)`` above ``def build``)."""
+def takes(schema: type[BaseModel] | Callable[[], type[BaseModel] | None]) -> Callable[[F], F]:
+    """Declare the schema of a registry factory (``@takes(MyOptions)`` above ``def build``);
+    a wrapper that imports its target lazily passes a function that finds the schema."""
 
     def mark(factory: F) -> F:
         setattr(factory, SCHEMA_ATTR, schema)
@@ -70,7 +71,10 @@ def takes(schema: type[BaseModel]) -> Callable[[F], F]:
 
 
 def schema_of(factory: Any) -> type[BaseModel] | None:
-    return getattr(factory, SCHEMA_ATTR, None)
+    schema = getattr(factory, SCHEMA_ATTR, None)
+    if schema is None or isinstance(schema, type):
+        return schema
+    return schema()
 
 
 def check(factory: Any, raw: Mapping[str, Any], where: str) -> None:

@@ -74,6 +74,8 @@ def test_run_spec_is_frozen_and_hashable() -> None:
          "b.toml [generators.llava-1.6]: max_new_tokens = '10': input should be a valid integer"),
         ("[generators.vicuna]\nid_parser = 'loose'", ("vicuna",),
          "id_parser = 'loose': input should be 'paper' or 'robust'"),
+        ("[generators.\"llava-1.5+img\"]\nmax_lenght = 9", ("llava-1.5+img",),
+         "b.toml [generators.llava-1.5+img]: unknown key 'max_lenght'"),
         ("[generators.lexical]\nseed = 1", ("lexical",),
          "b.toml [generators.lexical]: unknown key 'seed'"),
         ("[generators.gpt-4o]\ntemprature = 0", ("gpt-4o",),
@@ -148,6 +150,11 @@ def test_cli_model_settings_go_to_the_generators_that_take_them() -> None:
     assert given.table("generators", "lexical") == {}
     with pytest.raises(BenchError, match="no model of this run takes --base-url"):
         config.with_generator_options(spec, {"base_url": "http://localhost:1/v1"})
+    # the "+img" names have their model's schema
+    both = dataclasses.replace(spec, models=("llava-1.6+img", "gpt-4o+img"))
+    given = config.with_generator_options(both, {"model_path": "/m", "base_url": "http://h/v1"})
+    assert given.table("generators", "llava-1.6+img") == {"model_path": "/m"}
+    assert given.table("generators", "gpt-4o+img") == {"base_url": "http://h/v1"}
 
 
 def test_plugins_declare_schemas_the_same_way_or_keep_raw_options() -> None:
