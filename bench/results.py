@@ -8,10 +8,13 @@ results.json (keys always present; a metric that does not apply is ``null``)::
     domain, split       strings
     retriever, model    registered names ("none" = retriever alone)
     retriever_identity, model_identity   model names + weight fingerprints + settings
+    id_parser           how answers were read: "paper" (the authors' rule) or "robust"
+                        (bench/parser.py); null when nothing is parsed (score mode, no model)
     metrics             {"hr@1", "hr@1_conv", "valid_ratio", "recall@10", "oracle",
                          "hr@1_ceiling", "retriever_hr@1"}
     n_conversations, n_pairs
-    failures            generator failure breakdown {"no_id", "outside_candidates", ...}
+    failures            generator failure breakdown {"no_id", "outside_candidates",
+                        "several_ids", "mixed_ids", "over_budget", "error"}
     usage               summed token usage / cost reported by the generator
     candidate_set_hash  sha256 over every conversation's candidate list
     config, config_hash the frozen run spec and its sha256
