@@ -64,3 +64,19 @@ def test_a_candidate_next_to_a_foreign_id_keeps_a_failure_class() -> None:
     for rule in ("paper", "robust"):
         choice = parse_choice("B000000001 (not B9ZZZZZZZ9)", CANDIDATES, rule=rule)
         assert (choice.item_id, choice.failure) == ("B000000001", MIXED)
+
+
+def test_the_rule_is_part_of_a_local_generators_identity() -> None:
+    from baselines.generators.hf import Settings
+    from bench.context import BuildContext
+
+    def settings(**options: object) -> Settings:
+        return Settings.from_context(BuildContext(options={"device": "cpu", **options}),
+                                     "llava-1.6", vision=True)
+
+    paper, robust = settings(), settings(id_parser="robust")
+    assert paper.id_parser == "paper" and "id_parser=paper" in paper.describe()
+    assert "id_parser=robust" in robust.describe()
+    assert (paper.max_new_tokens, paper.batch_size) == (10, 4)
+    assert settings(images=True).batch_size == 1  # ten images fill a 32k context
+    assert settings(images=True, batch_size=2).batch_size == 2

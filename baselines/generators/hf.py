@@ -51,7 +51,8 @@ class HFOptions(Options):
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     decoding: Literal["generate", "score"] = "generate"
     max_new_tokens: PositiveInt = Field(10, description="the authors' 10 by default")
-    batch_size: PositiveInt = 4
+    batch_size: PositiveInt | None = Field(
+        None, description="default: 4, or 1 with images (ten images fill a 32k context)")
     max_length: PositiveInt | None = Field(
         None, description="default: the model's context (capped at 4096 without images)")
     images: bool = False
@@ -107,7 +108,7 @@ class Settings:
             dtype=pick_dtype(opts.dtype, device),
             decoding=opts.decoding,
             max_new_tokens=opts.max_new_tokens,
-            batch_size=opts.batch_size,
+            batch_size=opts.batch_size or (1 if opts.images else 4),
             max_length=opts.max_length,
             images=opts.images,
             id_parser=opts.id_parser,
