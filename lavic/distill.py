@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,18 +129,22 @@ class Collator:
                 "pixels": pixels}
 
 
-def token_nll(model: torch.nn.Module, inputs: dict[str, torch.Tensor],
-              layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example summed negative log-likelihood of the labelled tokens, and their counts."""
-    base = llava(model)
+def token_nll(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int,
+              wrapped: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example summed negative log-likelihood of the labelled tokens, and their counts.
+
+    The LLM runs through ``wrapped`` (the data-parallel wrapper, when there is one) so that
+    gradients are synchronised; logits are computed only at positions that predict a label.
+    """
     views = view_embeddings(model, inputs["pixels"], layer=layer)
     embeds = spliced_inputs(model, inputs["input_ids"], views)
-    hidden = base.model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
-                        use_cache=False).last_hidden_state
     target = inputs["labels"][:, 1:]
+    positions = (target != IGNORE).any(dim=0).nonzero()[:, 0]
+    logits = (wrapped or model)(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
+                                logits_to_keep=positions, use_cache=False).logits
+    target = target[:, positions]
     keep = target != IGNORE
-    logits = base.lm_head(hidden[:, :-1][keep])  # only where the loss needs them
-    per_token = F.cross_entropy(logits.float(), target[keep], reduction="none")
+    per_token = F.cross_entropy(logits[keep].float(), target[keep], reduction="none")
     rows = keep.nonzero()[:, 0]
     size = target.shape[0]
     nll = torch.zeros(size, device=per_token.device).index_add(0, rows, per_token)
@@ -159,7 +164,8 @@ class DistillTrainer(Trainer):
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
                      return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
-        nll, count = token_nll(model, inputs, self.vision_layer)
+        inner = self.accelerator.unwrap_model(model)
+        nll, count = token_nll(inner, inputs, self.vision_layer, wrapped=model)
         if num_items_in_batch is None:  # Trainer then divides by the accumulation steps
             loss = nll.sum() / count.sum().clamp(min=1)
         else:  # the token count of all accumulated (and, averaged, all processes') batches
@@ -195,6 +201,8 @@ def training_arguments(out: Path, config: DistillConfig) -> TrainingArguments:
         label_names=["labels"], remove_unused_columns=False,
         bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
         logging_steps=1, report_to=[], dataloader_num_workers=0,
+        # without it, torchrun on a CPU-only machine trains every process on all the data
+        use_cpu=not torch.cuda.is_available(),
     )
 
 
@@ -211,7 +219,10 @@ def write_spec(out: Path, spec: dict[str, Any]) -> None:
                              hint="use a new output folder or delete this one")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    # atomic: data-parallel processes all write the same spec and may read each other's
+    partial = path.with_name(f"{SPEC_FILE}.{os.getpid()}")
+    partial.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 def distill(

@@ -21,6 +21,10 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 50, 220),
 
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
+    return char_tokenizer()
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {t: i for i, t in enumerate([*SPECIALS, *string.printable, IMAGE])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")

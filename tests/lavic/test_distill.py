@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +17,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from bench.errors import BenchError
 from lavic.arch import tiny_model
-from lavic.distill import Collator, DistillConfig, distill, perplexity
-from lavic.embed import llava
+from lavic.distill import Collator, DistillConfig, distill, perplexity, token_nll
+from lavic.embed import llava, spliced_inputs, view_embeddings
 from lavic.views import ViewMaker
 from tests.lavic.conftest import IMAGE, examples
 
@@ -52,6 +55,23 @@ def test_a_long_description_loses_its_tail_not_the_prompt(tokenizer, tmp_path: P
     assert ids == full[0][:-3] and labels == full[1][:-3]
     with pytest.raises(BenchError, match="the prompt alone is"):
         Collator(tokenizer, ViewMaker(model.config), slot, max_length=300).encode(ex)
+
+
+def test_token_nll_matches_the_model_own_loss(tokenizer, tmp_path: Path) -> None:
+    """Logits only at labelled positions give the same loss as the model's full forward."""
+    model = model_for(tokenizer)
+    slot = model.config.image_token_index
+    batch = Collator(tokenizer, ViewMaker(model.config), slot, max_length=512)(
+        [ex.model_copy(update={"description": ex.description * (i + 1)})
+         for i, ex in enumerate(examples(tmp_path, 3))])
+    with torch.no_grad():
+        nll, count = token_nll(model, batch, layer=-1)
+        embeds = spliced_inputs(model, batch["input_ids"], view_embeddings(model, batch["pixels"]))
+        full = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                     labels=batch["labels"]).loss
+    assert count.tolist() == [(batch["labels"][i] != -100).sum().item() for i in range(3)]
+    assert count[0] < count[1] < count[2]
+    assert (nll.sum() / count.sum()).item() == pytest.approx(full.item(), rel=1e-5)
 
 
 def test_perplexity_is_token_weighted() -> None:
@@ -124,3 +144,20 @@ def test_a_killed_run_resumes_to_the_same_adapter(tokenizer, tmp_path: Path) -> 
     with pytest.raises(BenchError, match="holds a different stage-1 run"):
         distill(model_for(tokenizer), tokenizer, train, valid, killed,
                 FAST.model_copy(update={"learning_rate": 1e-3}))
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
+    """torchrun, not a line changed: each process sees half the data (6 examples, batch 2:
+    2 steps, not 3) and the gradients are synchronised (identical adapters)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "tests.lavic.ddp_distill", str(tmp_path)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [(r["world"], r["steps"]) for r in ranks] == [(2, 2), (2, 2)]
+    assert ranks[0]["adapter"] == ranks[1]["adapter"]
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
