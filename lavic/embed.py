@@ -12,10 +12,14 @@ trained on layer ``-1`` features, which stage 1 compensates with LoRA on the pro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from PIL import Image
 from transformers import LlavaNextForConditionalGeneration
 
 from bench.errors import BenchError
+from lavic.views import ViewMaker
 
 DEFAULT_VISION_LAYER = -1
 
@@ -76,3 +80,28 @@ def spliced_inputs(
     token = base.config.image_token_index if placeholder_id is None else placeholder_id
     embeds = base.get_input_embeddings()(input_ids)
     return splice(embeds, input_ids, token, views)
+
+
+def embed_images(
+    model: torch.nn.Module,
+    images: Sequence[Image.Image],
+    views: ViewMaker,
+    *,
+    layer: int = DEFAULT_VISION_LAYER,
+    batch_size: int = 16,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``(len(images), views, llm_hidden)`` on the CPU, computed once per item for caching:
+    in eval mode (no LoRA dropout) whatever mode ``model`` was in, batch by batch."""
+    if batch_size < 1:
+        raise BenchError(f"batch_size = {batch_size}", where="lavic embed", hint="use 1 or more")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            parts = [view_embeddings(model, views.batch(images[i:i + batch_size]), layer=layer)
+                     .to("cpu", dtype) for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    hidden = llava(model).config.text_config.hidden_size
+    return torch.cat(parts) if parts else torch.empty(0, views.views, hidden, dtype=dtype)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bench.errors import BenchError
 from lavic.arch import tiny_model
-from lavic.embed import spliced_inputs, view_embeddings
+from lavic.embed import embed_images, spliced_inputs, view_embeddings
+from lavic.lora import LoraSpec, stage1
+from lavic.views import ViewMaker
 
 V, SIDE = 5, 28
 
@@ -82,3 +86,25 @@ def test_gradient_reaches_the_vision_tower(model: torch.nn.Module) -> None:
     q_proj = model.model.vision_tower.encoder.layers[0].self_attn.q_proj.weight
     assert q_proj.grad is not None and q_proj.grad.abs().sum() > 0
     model.zero_grad()
+
+
+def test_embedding_images_for_the_cache_is_batch_and_mode_free() -> None:
+    """The cached vectors of an image do not depend on the batch size or on LoRA dropout."""
+    model = stage1(tiny_model(projector_std=1.0), LoraSpec(dropout=0.5))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (30 + 7 * i, 40, 3), dtype=np.uint8))
+              for i in range(5)]
+    maker = ViewMaker(model.config)
+    model.train()
+    one = embed_images(model, images, maker, batch_size=1)
+    three = embed_images(model, images, maker, batch_size=3, dtype=torch.bfloat16)
+    assert model.training  # restored
+    assert one.shape == (5, V, 32) and three.dtype == torch.bfloat16
+    assert torch.allclose(one.to(torch.bfloat16).float(), three.float())
+    with torch.no_grad():
+        model.eval()
+        assert torch.allclose(one[2], view_embeddings(model, maker.batch(images[2:3]))[0])
+    assert embed_images(model, [], maker).shape == (0, V, 32)
