@@ -41,7 +41,7 @@ def view_embeddings(
         raise BenchError(f"vision layer {layer} does not exist", where="lavic embed",
                          hint=f"the vision tower has hidden states -{depth + 1}..{depth}")
     images, views = pixels.shape[:2]
-    weight = tower.embeddings.patch_embedding.weight
+    weight = next(tower.parameters())
     flat = pixels.flatten(0, 1).to(device=weight.device, dtype=weight.dtype)
     states = tower(flat, output_hidden_states=True).hidden_states[layer]
     return inner.multi_modal_projector(states[:, 0]).view(images, views, -1)

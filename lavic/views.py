@@ -18,7 +18,12 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import LlavaNextConfig, LlavaNextImageProcessorPil
+from transformers import LlavaNextConfig
+
+try:  # transformers >= 5.x's PIL backend; 5.0's default processor is the PIL/numpy one
+    from transformers import LlavaNextImageProcessorPil as ImageProcessor
+except ImportError:  # pragma: no cover - depends on the installed transformers
+    from transformers import LlavaNextImageProcessor as ImageProcessor
 
 from bench.errors import BenchError
 from lavic.arch import preprocessor_settings
@@ -42,14 +47,15 @@ class ViewMaker:
         # one pinpoint: every image gets the same grid; no padding across a batch
         self._settings.update(image_grid_pinpoints=[[rows * self.side, cols * self.side]],
                               do_pad=False)
-        self._processor = LlavaNextImageProcessorPil(**self._settings)
+        self._processor = ImageProcessor(**self._settings)
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes the pixels: part of every cache key built on the views."""
         return {"views": self.views, "grid": list(VIEW_GRIDS[self.views]), **self._settings}
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        pixels = self._processor(image, return_tensors="pt")["pixel_values"][0]
+        pixels = self._processor(image, return_tensors="pt",
+                                 input_data_format="channels_last")["pixel_values"][0]
         return pixels[: self.views]
 
     def batch(self, images: Sequence[Image.Image]) -> torch.Tensor:

@@ -83,7 +83,8 @@ def test_gradient_reaches_the_vision_tower(model: torch.nn.Module) -> None:
     embeds = spliced_inputs(model, ids, view_embeddings(model, pixels(1, 4)))
     model.zero_grad()
     model(inputs_embeds=embeds).logits[0, -1].logsumexp(-1).backward()
-    q_proj = model.model.vision_tower.encoder.layers[0].self_attn.q_proj.weight
+    q_proj = next(p for n, p in model.model.vision_tower.named_parameters()
+                  if n.endswith("layers.0.self_attn.q_proj.weight"))
     assert q_proj.grad is not None and q_proj.grad.abs().sum() > 0
     model.zero_grad()
 

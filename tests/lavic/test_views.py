@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import LlavaNextImageProcessorPil
 
 from bench.errors import BenchError
 from lavic.arch import preprocessor_settings, real_config, tiny_config
-from lavic.views import ViewMaker
+from lavic.views import ImageProcessor, ViewMaker
 
 QUADRANTS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]  # TL, TR, BL, BR
 
@@ -57,7 +56,7 @@ def test_square_image_matches_the_model_processor() -> None:
     """Where the real any-resolution processor picks the 2x2 grid, its 5 views are ours; for
     a wide image it gives 3 views (padded by batch) and only the base view agrees."""
     config = real_config()
-    reference = LlavaNextImageProcessorPil(**preprocessor_settings(config))
+    reference = ImageProcessor(**preprocessor_settings(config))
     maker = ViewMaker(config)
     square, wide = noise(400, 400, 4), noise(200, 600, 5)
     assert torch.allclose(reference(square, return_tensors="pt")["pixel_values"][0],
