@@ -61,7 +61,8 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Name -> lazy factory. ``build(name, **kwargs)`` imports and calls the factory."""
+    """Name -> lazy factory. ``build(name, **kwargs)`` imports and calls the factory. Any
+    lookup first loads the installed entry points, so a name never depends on who asked first."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -84,6 +85,7 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, target, summary, origin)
 
     def entry(self, name: str) -> Entry[T]:
+        load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -97,9 +99,11 @@ class Registry(Generic[T]):
         return self.entry(name).load()(*args, **kwargs)
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
+        load_plugins()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
 

@@ -21,7 +21,7 @@ import pytest
 from bench.context import BuildContext
 from bench.data.schema import Catalog, Conversation, Item
 from bench.errors import BenchError
-from bench.registry import load_plugins, retrievers
+from bench.registry import retrievers
 
 TITLES = [
     "Stainless steel chef knife 8 inch",
@@ -45,7 +45,6 @@ def conv(text: str, i: int = 0) -> Conversation:
 
 
 def build(cache: Path, **options: object):
-    load_plugins()  # the built-ins are entry points
     return retrievers.build(
         "openai-emb",
         BuildContext(options={"backoff_s": 0.05, **options}, cache_dir=cache),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -44,6 +45,14 @@ def test_builtins_are_entry_points_of_this_distribution() -> None:
     assert {e.name for e in registry.retrievers if e.origin == registry.BUILTIN} >= {
         "bm25", "sbert", "dataset:st"}
     assert registry.generators.entry("llava-1.5+img").origin == registry.BUILTIN
+
+
+def test_a_lookup_loads_the_entry_points_first() -> None:
+    """No caller has to remember ``load_plugins()``: a fresh process finds the built-ins."""
+    code = "from bench import registry; print('bm25' in registry.retrievers)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert proc.stdout.strip() == "True"
 
 
 def test_stale_metadata_without_builtins_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
