@@ -1,18 +1,24 @@
-"""Embedding cache: warm reruns encode nothing, keys follow the model, torn shards are skipped."""
+"""Array cache: warm reruns encode nothing, keys follow the model, torn shards are skipped, rows
+of any shape and torch dtype come back exactly, and only the rows asked for are read."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
+from safetensors.numpy import save_file as save_numpy
 
-from bench.cache import EmbeddingCache, encoder_key
+from bench import cache as cache_module
+from bench.cache import ArrayCache, EmbeddingCache, encoder_key
 
 
 class CountingEncoder:
@@ -106,3 +112,101 @@ def test_shards_hold_only_safe_tensors(tmp_path: Path) -> None:
         assert set(fh.keys()) == {"hashes", "vectors"}
         assert fh.get_tensor("hashes").dtype == np.uint8
         assert fh.get_tensor("vectors").dtype == np.float32
+
+
+# --------------------------------------------------------------------------- any rows, any key
+
+
+def features(n: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """n rows of 4 x 8 "patch features", distinct per row."""
+    return (torch.arange(n * 32, dtype=torch.float32).reshape(n, 4, 8) / 7).to(dtype)
+
+
+def image_keys(n: int) -> list[bytes]:
+    return [hashlib.sha256(f"image {i}".encode()).digest() for i in range(n)]
+
+
+def test_arrays_of_any_shape_keep_their_torch_dtype(tmp_path: Path) -> None:
+    keys, rows = image_keys(6), features(6)
+    cache = ArrayCache(tmp_path, "vision-tower@abc")
+    assert cache.missing(keys) == list(range(6))
+    cache.write(keys[:4], rows[:4])
+    cache.write(keys[4:], rows[4:])
+    fresh = ArrayCache(tmp_path, "vision-tower@abc")
+    assert fresh.missing([*keys, b"never stored"]) == [6]
+    got = fresh.read([keys[5], keys[0], keys[5]])
+    assert got.dtype == torch.bfloat16 and got.shape == (3, 4, 8)
+    assert torch.equal(got, rows[[5, 0, 5]])
+    with pytest.raises(KeyError, match="1 of 2 keys"):
+        fresh.read([keys[0], b"never stored"])
+    with pytest.raises(ValueError, match="differ"):
+        fresh.write([b"x"], features(1, torch.float32))  # one cache, one row dtype
+
+
+class SliceSpy:
+    """Wraps safe_open: records every slice of ``vectors`` and forbids whole-tensor reads."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.slices: list[tuple[int, int]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        spy = self
+
+        class Handle:
+            def __init__(self) -> None:
+                self.fh = spy.real(*args, **kwargs)
+
+            def __enter__(self) -> Handle:
+                self.fh.__enter__()
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.fh.__exit__(*exc)
+
+            def get_tensor(self, name: str) -> Any:
+                assert name == "hashes", "rows must be read with get_slice"
+                return self.fh.get_tensor(name)
+
+            def get_slice(self, name: str) -> Any:
+                stored = self.fh.get_slice(name)
+
+                class Sliced:
+                    get_shape, get_dtype = stored.get_shape, stored.get_dtype
+
+                    def __getitem__(self, index: slice) -> Any:
+                        if name == "vectors":
+                            start, stop, _ = index.indices(stored.get_shape()[0])
+                            spy.slices.append((start, stop))
+                        return stored[index]
+
+                return Sliced()
+
+        return Handle()
+
+
+def test_reads_only_the_rows_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys, rows = image_keys(100), features(100)
+    ArrayCache(tmp_path, "k").write(keys, rows)
+    spy = SliceSpy(cache_module.safe_open)
+    monkeypatch.setattr(cache_module, "safe_open", spy)
+    cache = ArrayCache(tmp_path, "k")
+    got = cache.read([keys[50], keys[3], keys[4], keys[5]])
+    assert torch.equal(got, rows[[50, 3, 4, 5]])
+    assert sorted(spy.slices) == [(3, 6), (50, 51)]
+
+
+def test_text_embeddings_from_the_previous_shard_writer_are_served(tmp_path: Path) -> None:
+    """Shards as the float32-only version wrote them (numpy, sha256 of the text) still hit."""
+    cache = EmbeddingCache(tmp_path, "k")
+    cache.dir.mkdir(parents=True)
+    corpus = texts(5)
+    vectors = CountingEncoder()(corpus)
+    digests = np.frombuffer(b"".join(hashlib.sha256(t.encode()).digest() for t in corpus),
+                            dtype=np.uint8).reshape(-1, 32)
+    save_numpy({"hashes": digests, "vectors": vectors}, str(cache.dir / "0-old.safetensors"))
+    encoder = CountingEncoder()
+    out = EmbeddingCache(tmp_path, "k").embed([corpus[4], corpus[0], corpus[4]], encoder,
+                                               batch_size=2)
+    assert encoder.calls == 0
+    np.testing.assert_array_equal(out, vectors[[4, 0, 4]])
