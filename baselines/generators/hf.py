@@ -9,6 +9,10 @@ everything that decides *what* the model sees or answers lives here, once. Two d
 * ``score`` -- the log-likelihood of each candidate's ID tokens plus end-of-sequence, given
   the prompt; the argmax is the answer, so every answer is valid. The prompt is run once and
   its KV cache is copied for the continuations, instead of re-running it per candidate.
+
+Both feed the prompt through one seam, :meth:`HFGenerator.prompt_embeds`: a subclass that
+returns input embeddings (e.g. image features spliced at placeholder tokens with
+:func:`splice`) changes what the model reads in generation and in scoring alike.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +42,7 @@ from bench.protocols import Choice, Request
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_LENGTH_CAP = 4096  # the paper's models were run with (at most) 4k contexts
+RENDER_MEMO = 64  # rendered requests kept between cache_key and recommend (images included)
 
 
 # --------------------------------------------------------------------------- options
@@ -192,6 +198,16 @@ class Scores:
     forward_tokens: int  # tokens the model ran over, padding included (cost of the method)
 
 
+def splice(embeds: torch.Tensor, input_ids: torch.Tensor, token_id: int,
+           vectors: torch.Tensor) -> torch.Tensor:
+    """``embeds`` with the positions of ``token_id`` in ``input_ids`` replaced, in reading
+    order (row by row), by the rows of ``vectors`` -- how image features enter a prompt."""
+    mask = (input_ids == token_id).unsqueeze(-1).to(embeds.device)
+    if int(mask.sum()) != len(vectors):
+        raise ValueError(f"{int(mask.sum())} placeholders for {len(vectors)} vectors")
+    return embeds.masked_scatter(mask, vectors.to(embeds.device, embeds.dtype))
+
+
 @torch.no_grad()
 def score_continuations(
     model: Any,
@@ -201,7 +217,8 @@ def score_continuations(
     reuse_cache: bool = True,
     group: int = 10,
 ) -> Scores:
-    """Sum of log p(token) over each continuation, given the one-row prompt ``inputs``.
+    """Sum of log p(token) over each continuation, given the one-row prompt ``inputs``
+    (``input_ids`` or ``inputs_embeds``, with ``attention_mask``).
 
     With ``reuse_cache`` the prompt runs once; up to ``group`` continuations then share a copy
     of its KV cache expanded to their batch (right padding is harmless: a padded position
@@ -210,8 +227,8 @@ def score_continuations(
     is never fed in: nothing is predicted after it, and only the logits that score a token
     are computed (``logits_to_keep``).
     """
-    prompt = inputs["input_ids"]
-    device = prompt.device
+    mask = inputs["attention_mask"]
+    device, length = mask.device, mask.shape[1]
 
     def picked(logits: torch.Tensor, cont: Sequence[int]) -> float:
         """Sum of log-softmax(logits[k])[cont[k]]: row k of ``logits`` predicts token k."""
@@ -222,15 +239,21 @@ def score_continuations(
     if not reuse_cache:
         totals, forward = [], 0
         for cont in continuations:
-            tail = torch.tensor([list(cont[:-1])], dtype=prompt.dtype, device=device)
-            ids = torch.cat([prompt, tail], dim=1)
-            full = {**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            tail = torch.tensor([list(cont[:-1])], dtype=torch.long, device=device)
+            if "inputs_embeds" in inputs:
+                embeds = model.get_input_embeddings()(tail).to(inputs["inputs_embeds"].dtype)
+                full = {**inputs,
+                        "inputs_embeds": torch.cat([inputs["inputs_embeds"], embeds], dim=1)}
+            else:
+                full = {**inputs, "input_ids": torch.cat([inputs["input_ids"], tail], dim=1)}
+            width = length + tail.shape[1]
+            full["attention_mask"] = torch.ones((1, width), dtype=mask.dtype, device=device)
             totals.append(picked(model(**full, logits_to_keep=len(cont)).logits[0], cont))
-            forward += ids.shape[1]
+            forward += width
         return Scores(totals, forward)
     out = model(**inputs, use_cache=True, logits_to_keep=1)
     last = out.logits[0]
-    totals, forward = [], prompt.shape[1]
+    totals, forward = [], length
     for start in range(0, len(continuations), group):
         conts = continuations[start : start + group]
         width = max(len(c) for c in conts) - 1
@@ -240,7 +263,7 @@ def score_continuations(
         rows = [list(c[:-1]) + [c[0]] * (width - len(c) + 1) for c in conts]
         cache = copy.deepcopy(out.past_key_values)
         cache.batch_repeat_interleave(len(conts))
-        logits = model(input_ids=torch.tensor(rows, dtype=prompt.dtype, device=device),
+        logits = model(input_ids=torch.tensor(rows, dtype=torch.long, device=device),
                        past_key_values=cache).logits
         totals.extend(picked(torch.cat([last, logits[k]]), c) for k, c in enumerate(conts))
         forward += len(conts) * width
@@ -302,6 +325,7 @@ class HFGenerator:
         self.identity = f"{name}|{source.fingerprint()}|{settings.describe()}"
         #: The answer-reading rule, for results.json (scoring reads no text: None).
         self.id_parser = settings.id_parser if settings.decoding == "generate" else None
+        self._memo: OrderedDict[tuple[Any, ...], Rendered] = OrderedDict()
 
     @functools.cached_property
     def model(self) -> Any:
@@ -334,6 +358,24 @@ class HFGenerator:
     def format_slots(self, text: str) -> str:
         """``IMAGE_SLOT`` -> the backend's image token (text-only backends have no slots)."""
         return text
+
+    def prompt_embeds(self, rendered: Sequence[Rendered],
+                      inputs: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's prompts as input embeddings (batch, length, hidden), or None to feed
+        ``inputs`` as they are (the default).
+
+        The seam for a method that puts its own vectors into the prompt: override it, e.g.
+        ``splice(self.token_embeds(inputs["input_ids"]), inputs["input_ids"], token, feats)``
+        for image features at placeholder tokens; ``rendered`` carries each request's images
+        and ``inputs`` the left-padded token ids. Generation and scoring both feed the result
+        (then without ``pixel_values``: whatever the images mean is in the embeddings), and
+        :attr:`identity` should name whatever makes the vectors.
+        """
+        return None
+
+    def token_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The model's own embeddings of ``input_ids`` (what plain text is fed as)."""
+        return self.model.get_input_embeddings()(input_ids)
 
     # ------------------------------------------------------------------ rendering
 
@@ -400,8 +442,21 @@ class HFGenerator:
 
     # ------------------------------------------------------------------ protocol
 
+    @staticmethod
+    def _memo_key(request: Request) -> tuple[Any, ...]:
+        return request.conversation.id, request.conversation.context, request.candidates
+
+    def _recall(self, request: Request) -> Rendered:
+        """What ``cache_key`` rendered for this request (used once), else a fresh render."""
+        found = self._memo.pop(self._memo_key(request), None)
+        return found if found is not None else self.render(request)
+
     def cache_key(self, request: Request) -> str:
-        rendered = self.render(request)
+        """Renders the request (always afresh: an image may have changed) and keeps it for
+        the ``recommend`` that follows on a cache miss, in a memo of ``RENDER_MEMO``."""
+        rendered = self._memo[self._memo_key(request)] = self.render(request)
+        while len(self._memo) > RENDER_MEMO:
+            self._memo.popitem(last=False)
         digest = hashlib.sha256()
         for part in (self.identity, rendered.text, *rendered.candidates):
             digest.update(part.encode("utf-8") + b"\0")
@@ -413,7 +468,7 @@ class HFGenerator:
         step = self.settings.batch_size
         choices: list[Choice] = []
         for start in range(0, len(requests), step):
-            rendered = [self.render(r) for r in requests[start : start + step]]
+            rendered = [self._recall(r) for r in requests[start : start + step]]
             asked = [r for r in rendered if not r.usage.get("over_budget")]
             if self.settings.decoding == "score":
                 answers = iter([self._score(r) for r in asked])
@@ -432,11 +487,23 @@ class HFGenerator:
             if isinstance(value, torch.Tensor)
         }
 
+    def fed(self, rendered: Sequence[Rendered], inputs: Mapping[str, torch.Tensor]
+            ) -> dict[str, torch.Tensor]:
+        """What the model is called with: ``inputs``, or the :meth:`prompt_embeds` of them
+        with their attention mask (the token ids stay out: a forward takes one or the other)."""
+        embeds = self.prompt_embeds(rendered, inputs)
+        if embeds is None:
+            return dict(inputs)
+        return {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"]}
+
     @torch.no_grad()
     def _generate(self, rendered: Sequence[Rendered]) -> list[Choice]:
         inputs = self.model_inputs(rendered)
+        fed = self.fed(rendered, inputs)
+        if "inputs_embeds" in fed:  # the ids only make generate return the prompt too
+            fed["input_ids"] = inputs["input_ids"]
         out = self.model.generate(
-            **inputs, do_sample=False, max_new_tokens=self.settings.max_new_tokens,
+            **fed, do_sample=False, max_new_tokens=self.settings.max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
         )
         new = out[:, inputs["input_ids"].shape[1] :].tolist()
@@ -454,7 +521,8 @@ class HFGenerator:
             return parse_choice("", (), dict(rendered.usage), rule=self.settings.id_parser)
         inputs = self.model_inputs([rendered])
         conts = [self.continuation(asin) for asin in rendered.candidates]
-        scores = score_continuations(self.model, inputs, conts, group=self.settings.batch_size)
+        scores = score_continuations(self.model, self.fed([rendered], inputs), conts,
+                                     group=self.settings.batch_size)
         best = max(range(len(conts)), key=scores.logprobs.__getitem__)
         usage = {**rendered.usage, "prompt_tokens": inputs["input_ids"].shape[1],
                  "completion_tokens": len(conts[best]), "forward_tokens": scores.forward_tokens}
