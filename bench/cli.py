@@ -166,19 +166,18 @@ def run(
 
 
 def _estimate_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| domain | retriever | model | conversations | prompt tokens | "
-             "completion tokens | cost (US$) |", "|---|---|---|---:|---:|---:|---:|"]
-    total = 0.0
-    for r in rows:
-        cost = r.get("cost_usd")
-        total += cost or 0.0
-        lines.append(
-            f"| {r['domain']} | {r['retriever']} | {r['model']} | {r['conversations']} | "
-            f"{r.get('prompt_tokens', '-')} | {r.get('completion_tokens', '-')} | "
-            f"{'-' if cost is None else f'{cost:.4f}'} |"
-        )
-    lines.append(f"\nestimated total: US${total:.4f} (generators without an estimate show -)")
-    return "\n".join(lines)
+    """The dry run's estimate per cell (tabulate), then the total."""
+    from tabulate import tabulate
+
+    columns = {"domain": "domain", "retriever": "retriever", "model": "model",
+               "conversations": "conversations", "prompt_tokens": "prompt tokens",
+               "completion_tokens": "completion tokens", "cost_usd": "cost (US$)"}
+    body = [[("-" if r.get(k) is None else f"{r[k]:.4f}" if k == "cost_usd" else r[k])
+             for k in columns] for r in rows]
+    total = sum(r.get("cost_usd") or 0.0 for r in rows)
+    return (tabulate(body, list(columns.values()), tablefmt="pipe", disable_numparse=True,
+                     colalign=["left"] * 3 + ["right"] * 4)
+            + f"\n\nestimated total: US${total:.4f} (generators without an estimate show -)")
 
 
 def _stderr(line: str) -> None:

@@ -7,17 +7,24 @@ judged at the 4 shown decimals, tied values share the mark, and "second" is the 
 distinct value. With ``with_paper=True`` each measured row is followed by the paper's matching
 rows (label suffix " (paper)", ``source=paper`` in CSV). Reported rows do not compete for
 bold/underline, so the marks describe this run; ``rank_paper=True`` lets them compete.
-CSV is one long row per cell and keeps full float precision, for spreadsheets.
+A cell's results.json ``flags`` become marks after its HR@1 (explained in a legend under the
+table, the LaTeX caption, or the CSV ``flags`` column); an ``all_failed`` cell never competes,
+so a dead server is never a bold 0.0000. The ID parsers used are named in the legend too.
+
+pandas pivots the cells into the layout; tabulate writes markdown, pandas' Styler LaTeX (with
+booktabs rules and one multirow label per group) and pandas CSV (one long row per cell, full
+float precision, for spreadsheets).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
 
 from bench import paper
 from bench.errors import BenchError
@@ -69,9 +76,21 @@ CSV_COLUMNS = (
     "domain",
     "hr@1",
     "valid_ratio",
+    "flags",
+    "id_parser",
     "note",
     "file",
 )
+#: results.json flag -> (markdown mark, LaTeX mark, legend)
+FLAGS = {
+    "all_failed": ("†", r"\textsuperscript{\dag}",
+                   "every request failed: no answer was scored (never marked best)"),
+    "over_budget": ("‡", r"\textsuperscript{\ddag}",
+                    "a prompt did not fit max_length even without its conversation"),
+    "truncated": ("§", r"\textsuperscript{\S}", "conversations were cut to fit max_length"),
+}
+LATEX_STYLE = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
+MARKDOWN_STYLE = {"best": "**{}**", "second": "<u>{}</u>"}
 
 KEY_FIELDS = tuple(f.name for f in fields(CellKey))
 Result = tuple[Path, dict[str, Any]]
@@ -120,6 +139,8 @@ class Cell:
     split: str = ""
     file: str = ""
     table: str = ""
+    flags: tuple[str, ...] = ()
+    id_parser: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,15 @@ def _group(retriever: str, model: str) -> tuple[tuple[int, tuple[int, str]], str
         return (0, (0, "")), "Retrieval (item title)"
     name = RETRIEVER_LABELS.get(retriever, retriever)
     return (1, _rank(RETRIEVER_ORDER, retriever)), f"Generative + {name}"
+
+
+def _flags(payload: Mapping[str, Any], file: Path) -> tuple[str, ...]:
+    flags = payload.get("flags") or []
+    unknown = [f for f in flags if f not in FLAGS] if isinstance(flags, list) else [flags]
+    if unknown:
+        raise BenchError(f"results.json has unknown flags {unknown}", where=str(file),
+                         hint=f"known: {', '.join(FLAGS)}; a newer lavic-bench wrote it?")
+    return tuple(sorted(flags))
 
 
 def metric(payload: Mapping[str, Any], name: str, file: Path) -> float | None:
@@ -190,6 +220,8 @@ def build(results: Iterable[Payload], *, with_paper: bool = False) -> tuple[list
             dataset=_field(payload, "dataset", file),
             split=_field(payload, "split", file),
             file=str(file),
+            flags=_flags(payload, file),
+            id_parser=str(payload.get("id_parser") or ""),
         )
 
     def order(item: tuple[tuple[str, str], Any]) -> tuple[Any, ...]:
@@ -205,61 +237,6 @@ def build(results: Iterable[Payload], *, with_paper: bool = False) -> tuple[list
         if with_paper:
             rows.extend(_paper_rows(retriever, model, group, domains))
     return domains, rows
-
-
-def _marks(rows: list[Row], domains: list[str], rank_paper: bool) -> dict[tuple[int, str], str]:
-    """(row index, domain) -> "best" | "second", on HR@1 rounded to the shown precision."""
-    marks: dict[tuple[int, str], str] = {}
-    for domain in domains:
-        scores = {
-            i: round(c.hr1, 4)
-            for i, row in enumerate(rows)
-            if (rank_paper or row.source == "measured")
-            and (c := row.cells.get(domain)) is not None
-            and c.hr1 is not None
-        }
-        if not scores:
-            continue
-        best = max(scores.values())
-        lower = [v for v in scores.values() if v < best]
-        second = max(lower) if lower else None
-        for i, v in scores.items():
-            if v == best:
-                marks[(i, domain)] = "best"
-            elif v == second:
-                marks[(i, domain)] = "second"
-    return marks
-
-
-def _number(value: float | None, cell: Cell | None) -> str:
-    if value is not None:
-        return f"{value:.4f}"
-    return cell.note if cell is not None and cell.note else "-"
-
-
-def _values(row: Row, domain: str) -> tuple[str, str]:
-    cell = row.cells.get(domain)
-    if cell is None:
-        return "", ""
-    return _number(cell.hr1, cell), _number(cell.valid_ratio, None)
-
-
-def _markdown(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]) -> str:
-    style = {"best": "**{}**", "second": "<u>{}</u>"}
-    heads = [f"{DOMAIN_LABELS.get(d, d)} {m}" for d in domains for m in ("HR@1", "VR")]
-    out = ["| Method | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    group = None
-    for i, row in enumerate(rows):
-        if row.group != group:
-            group = row.group
-            out.append(f"| *{group}* |" + " |" * len(heads))
-        values = []
-        for d in domains:
-            hr, vr = _values(row, d)
-            values += [style[marks[(i, d)]].format(hr) if (i, d) in marks else hr, vr]
-        label = row.label.replace("|", r"\|")
-        out.append(f"| {label} | " + " | ".join(values) + " |")
-    return "\n".join(out) + "\n"
 
 
 _LATEX_SPECIAL = {
@@ -280,58 +257,139 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _latex(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]) -> str:
-    style = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
-    width = 1 + 2 * len(domains)
-    heads = [latex_escape(DOMAIN_LABELS.get(d, d)) for d in domains]
-    out = [
-        r"\begin{tabular}{l" + "rr" * len(domains) + "}",
-        r"\toprule",
-        "".join(rf" & \multicolumn{{2}}{{c}}{{{h}}}" for h in heads) + r" \\",
-        " ".join(rf"\cmidrule(lr){{{2 + 2 * k}-{3 + 2 * k}}}" for k in range(len(domains))),
-        " & ".join(["Method", *(["HR@1", "VR"] * len(domains))]) + r" \\",
-    ]
+def _marks(rows: list[Row], domains: list[str], rank_paper: bool) -> dict[tuple[int, str], str]:
+    """(row index, domain) -> "best" | "second", on HR@1 rounded to the shown precision; an
+    all-failed cell does not compete."""
+    marks: dict[tuple[int, str], str] = {}
+    for domain in domains:
+        scores = {
+            i: round(c.hr1, 4)
+            for i, row in enumerate(rows)
+            if (rank_paper or row.source == "measured")
+            and (c := row.cells.get(domain)) is not None
+            and c.hr1 is not None
+            and "all_failed" not in c.flags
+        }
+        if not scores:
+            continue
+        best = max(scores.values())
+        lower = [v for v in scores.values() if v < best]
+        second = max(lower) if lower else None
+        for i, v in scores.items():
+            if v == best:
+                marks[(i, domain)] = "best"
+            elif v == second:
+                marks[(i, domain)] = "second"
+    return marks
+
+
+def _number(value: float | None, note: str = "") -> str:
+    return f"{value:.4f}" if value is not None else note or "-"
+
+
+def _cells(rows: list[Row]) -> pd.DataFrame:
+    """One long row per (table row, domain) cell: the data every format is made from."""
+    return pd.DataFrame(
+        [
+            {"row": i, "domain": domain, "hr@1": cell.hr1, "valid_ratio": cell.valid_ratio,
+             "note": cell.note, "flags": cell.flags, "id_parser": cell.id_parser,
+             "table": cell.table, "dataset": cell.dataset, "split": cell.split,
+             "file": cell.file}
+            for i, row in enumerate(rows)
+            for domain, cell in row.cells.items()
+        ],
+        columns=["row", "domain", "hr@1", "valid_ratio", "note", "flags", "id_parser", "table",
+                 "dataset", "split", "file"],
+        dtype=object,  # None stays None (no NaN), floats stay Python floats
+    )
+
+
+def _grid(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str],
+          latex: bool) -> pd.DataFrame:
+    """The pivot: one line per table row, columns (domain label, HR@1 | VR) of shown text."""
+    cells = _cells(rows)
+    style = LATEX_STYLE if latex else MARKDOWN_STYLE
+    flag = 1 if latex else 0
+
+    def hr(c: pd.Series) -> str:
+        text = _number(c["hr@1"], c["note"])
+        if c["note"] and latex:
+            text = latex_escape(text)
+        mark = marks.get((c["row"], c["domain"]))
+        text = style[mark].format(text) if mark else text
+        return text + "".join(FLAGS[f][flag] for f in c["flags"])
+
+    cells["HR@1"] = cells.apply(hr, axis=1) if len(cells) else []
+    cells["VR"] = [_number(v) for v in cells["valid_ratio"]]
+    wide = cells.pivot(index="row", columns="domain", values=["HR@1", "VR"])
+    wide = wide.swaplevel(axis=1).reindex(
+        columns=pd.MultiIndex.from_product([domains, ["HR@1", "VR"]]), index=range(len(rows))
+    ).fillna("")
+    wide.columns = pd.MultiIndex.from_tuples(
+        [(DOMAIN_LABELS.get(d, d), m) for d, m in wide.columns], names=["", "Method"]
+    )
+    return wide
+
+
+def _legend(rows: list[Row], latex: bool) -> list[str]:
+    """One line per flag mark used, then the ID parsers of the measured generators."""
+    used = sorted({f for row in rows for c in row.cells.values() for f in c.flags},
+                  key=list(FLAGS).index)
+    text = latex_escape if latex else str
+    lines = [f"{FLAGS[f][1 if latex else 0]} {text(f)} = {text(FLAGS[f][2])}" for f in used]
+    parsers: dict[str, set[str]] = {}
+    for row in rows:
+        for cell in row.cells.values():
+            if cell.id_parser:
+                parsers.setdefault(cell.id_parser, set()).add(row.model)
+    if len(parsers) == 1:
+        lines.append(text(f"ID parser: {next(iter(parsers))}"))
+    elif parsers:
+        lines.append(text("ID parser: " + "; ".join(
+            f"{name} ({', '.join(sorted(models))})" for name, models in sorted(parsers.items()))))
+    return lines
+
+
+def _markdown(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]) -> str:
+    wide = _grid(domains, rows, marks, latex=False)
+    body: list[list[str]] = []
     group = None
     for i, row in enumerate(rows):
         if row.group != group:
             group = row.group
-            out.append(r"\midrule")
-            out.append(rf"\multicolumn{{{width}}}{{l}}{{\textit{{{latex_escape(group)}}}}} \\")
-        values = [latex_escape(row.label)]
-        for d in domains:
-            hr, vr = _values(row, d)
-            values += [style[marks[(i, d)]].format(hr) if (i, d) in marks else hr, vr]
-        out.append(" & ".join(values) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out) + "\n"
+            body.append([f"*{group}*"] + [""] * wide.shape[1])
+        body.append([row.label.replace("|", r"\|"), *wide.loc[i]])
+    heads = ["Method", *(f"{d} {m}" for d, m in wide.columns)]
+    table = tabulate(body, heads, tablefmt="pipe", disable_numparse=True,
+                     colalign=("left", *["right"] * wide.shape[1]))
+    legend = _legend(rows, latex=False)
+    return table + "\n" + ("\n" + "\n".join(f"{line}  " for line in legend) + "\n"
+                            if legend else "")
+
+
+def _latex(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]) -> str:
+    wide = _grid(domains, rows, marks, latex=True)
+    wide.index = pd.MultiIndex.from_tuples([(row.group, row.label) for row in rows])
+    legend = _legend(rows, latex=True)
+    styler = wide.style.format_index(escape="latex", axis=0).format_index(escape="latex",
+                                                                          axis=1)
+    return styler.to_latex(
+        hrules=True, multicol_align="c", multirow_align="t", clines="skip-last;data",
+        column_format="ll" + "rr" * len(domains),
+        caption="; ".join(legend) if legend else None,
+    )
 
 
 def _csv(domains: list[str], rows: list[Row]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        for d in domains:
-            cell = row.cells.get(d)
-            if cell is None:
-                continue
-            writer.writerow(
-                [
-                    row.source,
-                    row.retriever,
-                    row.model,
-                    row.setting,
-                    cell.table,
-                    cell.dataset,
-                    cell.split,
-                    d,
-                    "" if cell.hr1 is None else repr(cell.hr1),
-                    "" if cell.valid_ratio is None else repr(cell.valid_ratio),
-                    cell.note,
-                    cell.file,
-                ]
-            )
-    return buf.getvalue()
+    cells = _cells(rows)
+    for column in ("source", "retriever", "model", "setting"):
+        cells[column] = [getattr(rows[i], column) for i in cells["row"]]
+    cells["flags"] = [";".join(f) for f in cells["flags"]]
+    for column in ("hr@1", "valid_ratio"):  # full precision, as Python writes floats
+        cells[column] = ["" if v is None else repr(float(v)) for v in cells[column]]
+    order = {d: k for k, d in enumerate(domains)}
+    cells = cells.assign(at=cells["domain"].map(order)).sort_values(["row", "at"], kind="stable")
+    return cells.to_csv(columns=list(CSV_COLUMNS), index=False, lineterminator="\n")
 
 
 def render(

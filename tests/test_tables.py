@@ -45,20 +45,31 @@ def run(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
+def md_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def md_table(text: str) -> list[str]:
+    """The table's lines (the legend follows a blank line)."""
+    return text.split("\n\n")[0].splitlines()
+
+
 def md_rows(text: str) -> dict[str, list[str]]:
     """Markdown body rows by label (first column)."""
     rows = {}
-    for line in text.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for line in md_table(text)[2:]:
+        cells = md_cells(line)
         rows[cells[0]] = cells[1:]
     return rows
 
 
 def test_markdown_layout_and_marks(run: Path) -> None:
     text = render(iter_results([run]), "markdown")
-    lines = text.splitlines()
-    assert lines[0] == "| Method | Beauty HR@1 | Beauty VR | Home HR@1 | Home VR |"
-    labels = [line.split("|")[1].strip() for line in lines[2:]]
+    lines = md_table(text)
+    assert md_cells(lines[0]) == ["Method", "Beauty HR@1", "Beauty VR", "Home HR@1", "Home VR"]
+    assert set(lines[1]) == {"|", "-", ":"} and lines[1].count(":") == 5  # left, then right
+    assert text == "\n".join(lines) + "\n"  # no flags, no parser: no legend
+    labels = [md_cells(line)[0] for line in lines[2:]]
     assert labels == [
         "*Retrieval (item title)*",
         "bm25",
@@ -87,19 +98,23 @@ def test_latex(run: Path, tmp_path: Path) -> None:
     write(tmp_path / "run", payload("sbert", "my_model&co", "all_beauty", 0.0, 0.5))
     text = render(iter_results([run]), "latex")
     lines = text.splitlines()
-    assert lines[0] == r"\begin{tabular}{lrrrr}"
-    assert lines[1] == r"\toprule"
-    assert lines[2] == r" & \multicolumn{2}{c}{Beauty} & \multicolumn{2}{c}{Home} \\"
-    assert lines[3] == r"\cmidrule(lr){2-3} \cmidrule(lr){4-5}"
+    assert lines[:6] == [
+        r"\begin{tabular}{llrrrr}",
+        r"\toprule",
+        r" &  & \multicolumn{2}{c}{Beauty} & \multicolumn{2}{c}{Home} \\",
+        r" & Method & HR@1 & VR & HR@1 & VR \\",
+        r"\midrule",
+        r"\multirow[t]{2}{*}{Retrieval (item title)} & bm25 & 0.0100 & - & 0.0400 & - \\",
+    ]
     assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
-    assert text.count(r"\midrule") == 3  # one above each group, the first under the header
-    assert r"\multicolumn{5}{l}{\textit{Generative + SBERT}} \\" in lines
-    assert r"lavic & \textbf{0.1000} & 0.9700 & \textbf{0.3200} & 0.9800 \\" in lines
-    assert r"gpt-4o & \textbf{0.1000} & 0.9900 & \underline{0.3000} & 1.0000 \\" in lines
-    assert r"llava-1.6 & \underline{0.0800} & 0.9500 & 0.2000 & 0.9900 \\" in lines
-    assert r"bm25 & 0.0100 & - & 0.0400 & - \\" in lines
+    assert (r"\multirow[t]{3}{*}{Generative + SBERT} & llava-1.6 & \underline{0.0800} & 0.9500 "
+            r"& 0.2000 & 0.9900 \\") in lines
+    assert r" & lavic & \textbf{0.1000} & 0.9700 & \textbf{0.3200} & 0.9800 \\" in lines
+    assert (r"Generative + OpenAI-emb & gpt-4o & \textbf{0.1000} & 0.9900 & \underline{0.3000} "
+            r"& 1.0000 \\") in lines
     # Escaped label; no cell in Home.
-    assert r"my\_model\&co & 0.0000 & 0.5000 &  &  \\" in lines
+    assert r" & my\_model\&co & 0.0000 & 0.5000 &  &  \\" in lines
+    assert "caption" not in text  # nothing to explain
 
 
 def test_csv_is_one_row_per_cell(run: Path) -> None:
@@ -166,11 +181,9 @@ def test_paper_alias_and_oom(tmp_path: Path) -> None:
 def test_unknown_domains_follow_the_known_ones_sorted(tmp_path: Path) -> None:
     for domain in ("zeta", "amazon_home", "alpha", "all_beauty"):
         write(tmp_path, payload("bm25", "none", domain, 0.1, None))
-    header = render(iter_results([tmp_path]), "markdown").splitlines()[0]
-    assert header == (
-        "| Method | Beauty HR@1 | Beauty VR | Home HR@1 | Home VR | alpha HR@1 | alpha VR"
-        " | zeta HR@1 | zeta VR |"
-    )
+    header = md_cells(render(iter_results([tmp_path]), "markdown").splitlines()[0])
+    assert header == ["Method", "Beauty HR@1", "Beauty VR", "Home HR@1", "Home VR",
+                      "alpha HR@1", "alpha VR", "zeta HR@1", "zeta VR"]
 
 
 def test_two_runs_of_one_cell_name_both_files(tmp_path: Path) -> None:
@@ -209,3 +222,47 @@ def test_bare_payloads_as_the_cli_passes_them(run: Path) -> None:
         render([*bare, bare[0]], "latex")
     cell = "reddit-amazon/all_beauty/test/bm25/none/results.json"  # bare[0], named twice
     assert err.value.one_line().count(cell) == 2
+
+
+def test_flags_are_marked_in_every_format_and_all_failed_never_wins(tmp_path: Path) -> None:
+    cells = [("sbert", "lavic", "all_beauty", 0.2, 0.9),
+             ("sbert", "vicuna", "all_beauty", 0.1, 1.0),
+             ("sbert", "gpt-4o", "all_beauty", 0.5, 0.0),
+             ("sbert", "none", "all_beauty", 0.05)]
+    flags = {"lavic": ["truncated"], "gpt-4o": ["all_failed"], "vicuna": ["over_budget"]}
+    for cell in cells:
+        p = payload(*cell)
+        p["flags"] = flags.get(cell[1], [])
+        p["id_parser"] = {"none": None, "gpt-4o": "robust"}.get(cell[1], "paper")
+        write(tmp_path, p)
+    md = render(iter_results([tmp_path]), "markdown")
+    rows = md_rows(md)
+    assert rows["lavic"][0] == "**0.2000**§" and rows["vicuna"][0] == "<u>0.1000</u>‡"
+    assert rows["gpt-4o"][0] == "0.5000†" and rows["sbert"][0] == "0.0500"
+    legend = md.split("\n\n")[1].splitlines()
+    assert [line.split()[0] for line in legend[:3]] == ["†", "‡", "§"]
+    assert legend[3].strip() == "ID parser: paper (lavic, vicuna); robust (gpt-4o)"
+    # a dead server's cell is never bold, even as the only generator
+    dead = payload("sbert", "gpt-4o", "all_beauty", 0.0, 0.0) | {"flags": ["all_failed"]}
+    assert md_rows(render([dead], "markdown"))["gpt-4o"][0] == "0.0000†"
+
+    latex = render(iter_results([tmp_path]), "latex")
+    assert r"\textbf{0.2000}\textsuperscript{\S}" in latex
+    assert r" & gpt-4o & 0.5000\textsuperscript{\dag} & " in latex
+    caption = next(line for line in latex.splitlines() if line.startswith(r"\caption{"))
+    assert r"\textsuperscript{\dag} all\_failed = every request failed" in caption
+    assert "ID parser: paper (lavic, vicuna); robust (gpt-4o)" in caption
+
+    rows_csv = list(csv.DictReader(io.StringIO(render(iter_results([tmp_path]), "csv"))))
+    by_model = {r["model"]: r for r in rows_csv}
+    assert by_model["gpt-4o"]["flags"] == "all_failed" and by_model["none"]["flags"] == ""
+    assert (by_model["lavic"]["id_parser"], by_model["none"]["id_parser"]) == ("paper", "")
+
+
+def test_unknown_flag_names_the_file(tmp_path: Path) -> None:
+    p = payload("sbert", "lavic", "all_beauty", 0.2, 0.9)
+    p["flags"] = ["melted"]
+    path = write(tmp_path, p)
+    with pytest.raises(BenchError, match="unknown flags") as err:
+        render(iter_results([tmp_path]), "markdown")
+    assert err.value.where == str(path)
