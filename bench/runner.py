@@ -6,6 +6,11 @@ metrics as an uninterrupted run. Everything that can change a cell's output is i
 hash -- the run spec, the dataset's content hash, the retriever's and generator's identities
 (weights hashes, hub revisions) and the model-name mapping they resolved -- so a cell directory
 produced by different inputs is refused, never silently reused or mixed with this one.
+
+A grid first retrieves every cell's candidates, then runs the cells model by model: each
+generator is built once and its weights loaded at most once per run, one model at a time.
+Under data parallelism each rank runs a shard of every cell and rank 0 gathers the records
+over torch.distributed (``bench/parallel.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import config, options, progress, registry
+from bench import config, options, parallel, progress, registry
 from bench.config import RunSpec, spec_hash
 from bench.context import BuildContext
 from bench.data.release import ReleaseDataset
@@ -64,6 +69,28 @@ def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bo
 def world() -> tuple[int, int]:
     """(rank, world size) as set by ``accelerate launch`` / torchrun; (0, 1) otherwise."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass(frozen=True)
+class _Retrieved:
+    """What a cell needs of its retriever once the candidates exist (the index is let go)."""
+
+    identity: str
+    ordered: bool
+
+
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """A cell still to run, with everything the retrieval stage produced for it."""
+
+    key: CellKey
+    config: dict[str, Any]
+    split: Split
+    retrieved: _Retrieved
+    generator: Generator | None
+    candidates: list[list[str]]
+    warnings: Warnings
+    timings: dict[str, float]
 
 
 @dataclass
@@ -122,20 +149,45 @@ class Grid:
                 if name != NO_MODEL:
                     options.check(reg.entry(name).load(), self.spec.table(kind, name),
                                   self.spec.where(kind, name))
+        if world()[1] > 1:
+            parallel.connect(self.gather_timeout_s)
         dataset = self.build_dataset()
         domains = self.spec.domains or dataset.domains()
         if not domains:
             raise BenchError("no {domain}/{split}.jsonl files here", where=str(dataset.root),
                              hint="pass the release's data/ folder to --data-dir")
-        payloads = []
+        planned: list[dict[str, Any] | _Job] = []
         for domain in domains:
-            payloads.extend(self._run_domain(dataset, domain))
+            planned.extend(self._plan_domain(dataset, domain))
+        ran = self._run_jobs([p for p in planned if isinstance(p, _Job)])
+        payloads = [ran.get(id(p)) if isinstance(p, _Job) else p for p in planned]
         if "responses" in self.__dict__:  # only when a cache was used
             for line in self.responses.warnings.lines():
                 self.echo(line)
-        return payloads
+        return [p for p in payloads if p is not None]
 
-    def _run_domain(self, dataset: ReleaseDataset, domain: str) -> list[dict[str, Any]]:
+    def _run_jobs(self, jobs: list[_Job]) -> dict[int, dict[str, Any]]:
+        """The cells to run, model by model: a generator is built once per grid, its weights
+        load on its first uncached request and are let go (``release()``, if it has one) after
+        its last cell, so a grid of several models holds one model's weights at a time."""
+        ran: dict[int, dict[str, Any]] = {}
+        for model in dict.fromkeys(job.key.model for job in jobs):
+            mine = [job for job in jobs if job.key.model == model]
+            for job in mine:
+                payload = self._run_cell(job.key, job.config, job.split, job.retrieved,
+                                         job.generator, job.candidates, job.warnings,
+                                         timings=job.timings)
+                if payload is not None:
+                    ran[id(job)] = payload
+                    self.echo(summary_line(payload))
+            release = getattr(mine[0].generator, "release", None)
+            if callable(release):
+                release()
+        return ran
+
+    def _plan_domain(self, dataset: ReleaseDataset, domain: str) -> list[dict[str, Any] | _Job]:
+        """This domain's finished cells (payloads) and the cells still to run (jobs, with their
+        candidates retrieved), in retriever x model order."""
         started = time.perf_counter()
         warnings = Warnings()
         split = dataset.load(domain, self.spec.split, warnings=warnings)
@@ -159,7 +211,7 @@ class Grid:
         load_s = time.perf_counter() - started
         for line in warnings.lines():  # once per domain, not once per cell
             self.echo(line)
-        payloads = []
+        planned: list[dict[str, Any] | _Job] = []
         for retriever_name in self.spec.retrievers:
             started = time.perf_counter()
             retriever, retriever_models = self._retriever(retriever_name)
@@ -171,7 +223,7 @@ class Grid:
                                            {**retriever_models, **models})
                 cells.append((key, generator, config, self._finished(key, config)))
             if all(done for *_, done in cells):
-                payloads.extend(done for *_, done in cells)
+                planned.extend(done for *_, done in cells)
                 continue
             retrieval = Warnings()
             candidates = self._retrieve(retriever_name, retriever, split, retrieval)
@@ -179,18 +231,14 @@ class Grid:
                 self.echo(line)
             retrieval.merge(warnings)
             retrieval_s = time.perf_counter() - started
-            for key, generator, config, done in cells:
-                if done:
-                    payloads.append(done)
-                    continue
-                payload = self._run_cell(
-                    key, config, split, retriever, generator, candidates, retrieval,
-                    timings={"load_s": load_s, "retrieval_s": retrieval_s},
-                )
-                if payload is not None:
-                    payloads.append(payload)
-                    self.echo(summary_line(payload))
-        return payloads
+            retrieved = _Retrieved(retriever.identity, retriever.ordered)  # the index goes
+            timings = {"load_s": load_s, "retrieval_s": retrieval_s}
+            planned.extend(
+                done or _Job(key, config, split, retrieved, generator, candidates, retrieval,
+                             timings)
+                for key, generator, config, done in cells
+            )
+        return planned
 
     def _cell_config(
         self, key: CellKey, split: Split, retriever: Retriever, generator: Generator | None,
@@ -288,7 +336,7 @@ class Grid:
         key: CellKey,
         cell_spec: dict[str, Any],
         split: Split,
-        retriever: Retriever,
+        retriever: _Retrieved,
         generator: Generator | None,
         candidates: list[list[str]],
         split_warnings: Warnings,
@@ -339,10 +387,10 @@ class Grid:
                 bar.update(len(batch))
         finally:
             bar.close()
+        self._gather(log, mine, split, cell_dir)
         if rank != 0:
             log.close()
             return None
-        self._gather(log, split, cell_dir)
         records = log.finalize([c.id for c in split.conversations])
         generation_s = time.perf_counter() - gen_started
         metrics = compute_all(records, self.spec.top_k, ordered=retriever.ordered)
@@ -398,22 +446,26 @@ class Grid:
                 hint="finished conversations are saved; raise --max-cost and re-run to resume",
             )
 
-    def _gather(self, log: PredictionLog, split: Split, cell_dir: Path) -> None:
-        """Rank 0 waits until every rank's shard holds its conversations."""
-        deadline = time.monotonic() + self.gather_timeout_s
-        while True:
-            log.refresh()
-            missing = [c.id for c in split.conversations if c.id not in log.done]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{len(missing)} conversations never arrived from the other ranks "
-                    f"(first: {missing[0]})",
-                    where=str(cell_dir),
-                    hint="their shards are kept; re-run to finish them",
-                )
-            time.sleep(1.0)
+    def _gather(self, log: PredictionLog, mine: Sequence[Conversation], split: Split,
+                cell_dir: Path) -> None:
+        """Rank 0 receives every rank's records of this cell over torch.distributed the moment
+        the last rank is done (no shard-file polling, no shared disk needed); a conversation
+        still missing then is an error, not a wait."""
+        if world()[1] > 1:
+            shards = parallel.gather([log.done[c.id] for c in mine if c.id in log.done],
+                                     self.gather_timeout_s)
+            for record in (r for shard in shards or () for r in shard):
+                log.done[record["id"]] = record
+        if world()[0] != 0:
+            return
+        missing = [c.id for c in split.conversations if c.id not in log.done]
+        if missing:
+            raise BenchError(
+                f"{len(missing)} conversations never arrived from the other ranks "
+                f"(first: {missing[0]})",
+                where=str(cell_dir),
+                hint="their shards are kept; re-run to finish them",
+            )
 
     def _estimate(
         self,
@@ -437,7 +489,7 @@ class Grid:
         shown: dict[str, tuple[Item, ...]],
         split: Split,
         generator: Generator | None,
-        retriever: Retriever,
+        retriever: _Retrieved,
     ) -> list[dict[str, Any]]:
         if generator is None:
             choices = [

@@ -150,23 +150,3 @@ def test_dry_run_estimates_and_writes_nothing(release: Path, tmp_path: Path) -> 
     [est, none] = grid.estimates
     assert est["cost_usd"] == pytest.approx(0.12) and "cost_usd" not in none
     assert not (tmp_path / "o").exists()
-
-
-def test_data_parallel_shards_gather_to_the_single_process_result(
-    release: Path, tmp_path: Path
-) -> None:
-    single = Grid(spec(release, tmp_path / "single"), progress=False).run()[0]
-    args = [sys.executable, "-m", "bench.cli", "run", "--dataset", "reddit-amazon",
-            "--data-dir", str(release), "--domain", "all_beauty", "--split", "test",
-            "--retriever", "toy-overlap", "--model", "toy-slow", "--batch-size", "2",
-            "--include", str(PLUGIN), "--no-progress", "--out", str(tmp_path / "dp")]
-    procs = [subprocess.Popen(args, env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for r in (1, 0)]
-    for p in procs:
-        assert p.wait(timeout=120) == 0, p.stderr.read() if p.stderr else ""
-    merged = json.loads((cell(tmp_path / "dp") / "results.json").read_text())
-    assert stable(merged)["metrics"] == stable(single)["metrics"]
-    assert not list(cell(tmp_path / "dp").glob("predictions.rank*.jsonl"))
-    assert (cell(tmp_path / "dp") / "predictions.jsonl").read_text() == (
-        cell(tmp_path / "single") / "predictions.jsonl").read_text()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -330,6 +331,14 @@ class HFGenerator:
     @functools.cached_property
     def model(self) -> Any:
         return self._weights()
+
+    def release(self) -> None:
+        """Let the weights go; the runner calls this after the generator's last cell of a
+        grid, and a later model call loads them again."""
+        if self.__dict__.pop("model", None) is not None:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     @functools.cached_property
     def eos_ids(self) -> list[int]:
