@@ -17,6 +17,8 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from bench.errors import BenchError
 from bench.results import CellKey, iter_results, read_versioned, write_json_atomic
 from bench.tables import KEY_FIELDS, collect, metric
@@ -71,21 +73,16 @@ class CheckReport:
         return tuple(c for c in self.cells if not c.ok)
 
     def render(self) -> str:
-        """A fixed-width text table, one line per baseline cell, then a summary line."""
-        lines = [("cell", "measured", "baseline", "delta", "status")]
+        """A plain text table (tabulate), one line per baseline cell, then a summary line."""
+        rows = []
         for c in self.cells:
             measured = "-" if c.measured is None else f"{c.measured:.4f}"
             delta = "-" if c.delta is None else f"{c.delta:+.4f}"
             status = c.status if c.ok else c.status.upper()
-            lines.append(("/".join(astuple(c.key)), measured, f"{c.baseline:.4f}", delta, status))
-        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-        text = [
-            "  ".join(
-                v.ljust(w) if i == 0 else v.rjust(w)
-                for i, (v, w) in enumerate(zip(line, widths, strict=True))
-            )
-            for line in lines
-        ]
+            rows.append(("/".join(astuple(c.key)), measured, f"{c.baseline:.4f}", delta, status))
+        text = [tabulate(rows, ("cell", "measured", "baseline", "delta", "status"),
+                         tablefmt="plain", disable_numparse=True,
+                         colalign=("left", "right", "right", "right", "right"))]
         text += [f"{'/'.join(astuple(c.key))}: {_REASONS[c.status]}" for c in self.failures]
         bad = len(self.failures)
         verdict = "ok" if self.ok else f"{bad} of {len(self.cells)} cells failed"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftfy.badness import is_bad
+from tabulate import tabulate
 
 from bench.data.release import IMAGES_DIR, REQUIRED_FIELDS, load_meta, read_jsonl
 from bench.data.schema import ASIN_RE, CANDIDATE_FIELDS, SPLITS
@@ -45,10 +46,8 @@ class ValidationReport:
         cols = ["conversations", "pairs", *(f"gt_not_in_{s}" for s in CANDIDATE_FIELDS.values()),
                 "duplicate_candidates", "mojibake", "bad_lines"]
         head = ["domain", "split", *cols]
-        rows = [[r.domain, r.split, *(str(r.counts[c]) for c in cols)] for r in self.splits]
-        widths = [max(len(x) for x in column) for column in zip(head, *rows, strict=True)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(row, widths, strict=True))
-                 for row in (head, *rows)]
+        rows = [[r.domain, r.split, *(r.counts[c] for c in cols)] for r in self.splits]
+        lines = [tabulate(rows, head, tablefmt="plain")]
         lines.append(
             f"items referenced: {self.items['referenced']}, without title: "
             f"{self.items['no_title']}, without image: {self.items['no_image']}"
