@@ -395,8 +395,11 @@ def test_weights_load_only_when_a_model_call_is_needed(tiny: dict[str, Path]) ->
     keys = [gen.cache_key(r) for r in requests(3)]  # what a fully cached re-run needs
     assert len(set(keys)) == 3
     assert "model" not in vars(gen)  # the cached_property never ran
-    gen.recommend(requests(1))
+    first = gen.recommend(requests(1))
     assert "model" in vars(gen)
+    gen.release()  # after a grid's last cell of this model: the weights go
+    assert "model" not in vars(gen)
+    assert gen.recommend(requests(1)) == first and "model" in vars(gen)  # and come back
 
 
 class Swapped(CausalGenerator):
