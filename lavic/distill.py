@@ -259,5 +259,6 @@ def distill(
     result = {**spec, "best_perplexity": state.best_metric,
               "best_checkpoint": Path(state.best_model_checkpoint or "").name,
               "views_settings": views.settings()}
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if trainer.is_world_process_zero():
+        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

@@ -11,7 +11,7 @@ architecture adds cannot be missed; the formulas below are the independent check
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
@@ -93,7 +93,3 @@ def stage2_count(config: LlavaNextConfig, r: int = LoraSpec.r) -> int:
     kv = text.num_key_value_heads * head_dim
     return text.num_hidden_layers * r * (9 * h + 2 * kv + 3 * m)
 
-
-def spec_dict(spec: LoraSpec) -> dict[str, float]:
-    """The LoRA hyper-parameters as recorded in a stage's frozen spec."""
-    return asdict(spec)

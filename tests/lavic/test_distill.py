@@ -161,3 +161,4 @@ def test_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
     assert [(r["world"], r["steps"]) for r in ranks] == [(2, 2), (2, 2)]
     assert ranks[0]["adapter"] == ranks[1]["adapter"]
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["stage"] == "distill"
