@@ -116,6 +116,9 @@ def run(
                                                     "model(s).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for the "
                                                  "model(s).")] = None,
+    model_name: Annotated[str | None, typer.Option(help="The model id the OpenAI-compatible "
+                                                   "server serves (sets the generators' "
+                                                   "option model).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Estimate tokens and cost; call no "
                                           "generator.")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Stop cleanly once this many US$ "
@@ -141,7 +144,7 @@ def run(
         data_dir=data_dir,
     )
     generator_settings = {"model_path": str(model_path) if model_path else None,
-                          "base_url": base_url}
+                          "base_url": base_url, "model": model_name}
     spec = cfg.with_generator_options(spec, generator_settings)
     grid = Grid(spec, progress=progress, overwrite=overwrite, echo=_stderr, dry_run=dry_run,
                 max_cost=max_cost)

@@ -24,6 +24,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, StringConstraints
 from bench import options as schemas
 from bench.errors import BenchError
 from bench.models import ModelPaths
+from bench.redact import redact
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "defaults" / "bench.toml"
 _TOP_KEYS = {"run", "datasets", "models", "retrievers", "generators", "prices"}
@@ -145,16 +146,17 @@ class RunSpec:
         return f"{self.source} [{kind}.{name}]"
 
     def cell_spec(self, domain: str, retriever: str, model: str) -> dict[str, Any]:
-        """Everything that can change one cell's predictions -- and nothing else."""
+        """Everything that can change one cell's predictions -- and nothing else (so not the
+        credentials a server URL may carry: they are masked)."""
         return {
             "dataset": self.dataset,
             "dataset_options": self.dataset_options,
             "domain": domain,
             "split": self.split,
             "retriever": retriever,
-            "retriever_options": self.table("retrievers", retriever),
+            "retriever_options": redact(self.table("retrievers", retriever)),
             "model": model,
-            "generator_options": self.table("generators", model),
+            "generator_options": redact(self.table("generators", model)),
             "top_k": self.top_k,
             "seed": self.seed,
             "limit": self.limit,

@@ -47,6 +47,7 @@ class FaultProxy:
     hang_s: float = 1.0
     retry_after: str = "1"
     log: list[tuple[str, int, str]] = field(default_factory=list)  # (digest, attempt, fault)
+    arrived: dict[tuple[str, int], float] = field(default_factory=dict)  # monotonic seconds
     bodies: dict[str, bytes] = field(default_factory=dict)  # digest -> request body
 
     def __post_init__(self) -> None:
@@ -89,6 +90,7 @@ class FaultProxy:
             fault = self.fault(digest, attempt)
             self.bodies[digest] = body
             self.log.append((digest, attempt, fault))
+            self.arrived[digest, attempt] = time.monotonic()
         return fault
 
     def forward(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
