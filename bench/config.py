@@ -279,7 +279,7 @@ def with_generator_options(spec: RunSpec, settings: Mapping[str, Any]) -> RunSpe
         taken |= set(wanted)
         tables[model] = {**tables.get(model, {}), **wanted}
     for key in sorted(set(given) - taken):
-        flag = "--" + key.replace("_", "-")
+        flag = "--model-name" if key == "model" else "--" + key.replace("_", "-")
         raise BenchError(f"no model of this run takes {flag}", where=flag,
                          hint=f"models: {', '.join(spec.models)}")
     return replace(spec, generator_options=tables)
