@@ -211,8 +211,9 @@ def smollm2():
 @pytest.mark.slow
 def test_smollm2_on_a_one_at_a_time_server_with_default_concurrency(smollm2) -> None:
     """A real model, one generation at a time, a timeout of three answers: concurrency 8
-    would queue all six requests, three past the timeout. The client opens its window only as far as the
-    server keeps up, so nothing fails; its BPE tokenizer's usage matches the estimate."""
+    would queue all six requests, three past the timeout. The client opens its window only
+    as far as the server keeps up, so nothing fails; the tokenizer's usage matches the
+    estimate."""
     reply, count = smollm2
     requests, _ = make_requests(6)
     started = time.monotonic()
