@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +44,8 @@ LOOPBACK_KEY = "EMPTY"
 #: Statuses that mean "too much at once": the window halves, as on a timeout.
 OVERLOAD_STATUSES = frozenset({429, 503})
 MAX_REASON = 400
+#: How a 400 says the model itself is the problem (and a too-long prompt does not).
+_DENIAL = re.compile(r"\bnot\b|n't\b|\bunknown\b|\binvalid\b|\bunsupported\b", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- the endpoint
@@ -128,8 +131,8 @@ def refusal(exc: openai.APIStatusError, model: str, endpoint: Endpoint,
     if exc.status_code in (401, 403):
         return BenchError(f"{endpoint.host} refused the key: {why}", where=where,
                           hint="check $OPENAI_API_KEY and --base-url")
-    about_model = (exc.code == "model_not_found" or exc.param == "model"
-                   or model in str(exc.body))
+    about_model = exc.code == "model_not_found" or exc.param == "model" or (
+        model in why and _DENIAL.search(why) is not None)
     if exc.status_code == 404 or (exc.status_code == 400 and about_model):
         return BenchError(f"model {model!r} is not served by {endpoint.host}: {why}",
                           where=where,

@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx2
+import openai
 import pytest
 
 from baselines.generators.openai_chat import OpenAIChat, build, build_gpt4o_mini
-from baselines.openai_client import AdaptiveConcurrency, Endpoint
+from baselines.openai_client import AdaptiveConcurrency, Endpoint, refusal
 from bench.config import RunSpec
 from bench.context import BuildContext
 from bench.redact import mask_text, mask_url
@@ -65,6 +67,38 @@ def test_endpoint_masks_every_credential_it_knows(monkeypatch) -> None:
         "https://***@gw.example.com/v1?api_key=***")
     text = endpoint.mask("401: keys sk-env-key-123 and qs-key-456 and pw-in-url\nrejected")
     assert text == "401: keys *** and *** and *** rejected"
+
+
+ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError,
+          404: openai.NotFoundError, 422: openai.UnprocessableEntityError}
+
+
+def status_error(status: int, body: dict) -> openai.APIStatusError:
+    """What the openai client raises for this status and error body."""
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    response = httpx2.Response(status, request=request, json={"error": body})
+    return ERRORS[status](f"Error code: {status}", response=response, body=body)
+
+
+@pytest.mark.parametrize(("status", "body", "fatal"), [
+    (404, {"message": "The model `m-7b` does not exist."}, "model 'm-7b' is not served"),
+    (400, {"message": "model 'm-7b' is not served here"}, "model 'm-7b' is not served"),
+    (400, {"message": "bad", "code": "model_not_found"}, "model 'm-7b' is not served"),
+    (401, {"message": "Incorrect API key provided: sk-env-key-123"}, "refused the key"),
+    (400, {"message": "This model's maximum context length is 2048 tokens (m-7b). However, "
+                      "you requested 3000 tokens."}, None),
+    (400, {"message": "temperature must be at most 2", "param": "temperature"}, None),
+    (422, {"message": "m-7b: 'messages' is not a list"}, None),
+])
+def test_which_refusals_stop_the_run(status: int, body: dict, fatal: str | None,
+                                     monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-123")
+    error = refusal(status_error(status, body), "m-7b", Endpoint("http://127.0.0.1:9/v1"))
+    if fatal is None:
+        assert error is None
+    else:
+        line = error.one_line()
+        assert fatal in line and f"HTTP {status}" in line and "sk-env-key-123" not in line
 
 
 def test_the_window_grows_while_replies_are_quick_and_halves_on_overload() -> None:
