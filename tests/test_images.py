@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from baselines.generators.hf import load_image
-from baselines.generators.openai_chat import _image_header
+from baselines.generators.openai_tokens import image_header
 from bench import registry
 from bench.config import RunSpec
 from bench.data.validate import validate
@@ -48,7 +48,7 @@ def test_every_reader_rejects_the_same_broken_file(release: Path, kind: str) -> 
     assert EXPECTED[kind] in (image_problem(path) or "")
     image, data = load_image(path)  # the HF generators: the white placeholder, no bytes
     assert data == b"" and image.size == (MISSING_IMAGE_SIDE, MISSING_IMAGE_SIDE)
-    assert _image_header(path) is None  # the OpenAI generator: the slot is dropped
+    assert image_header(path) is None  # the OpenAI generator: the slot is dropped
     report = validate(release, decode_images=True)
     if kind == "missing":
         assert report.items["no_image"] == 2  # the fixture's own missing one, plus this
@@ -61,7 +61,7 @@ def test_a_good_image_passes_everywhere(release: Path) -> None:
     path = release / "train_images" / f"{ASINS[0]}_0.jpg"
     path.write_bytes(_jpeg())
     assert image_problem(path) is None
-    assert load_image(path)[1] == _jpeg() and _image_header(path) is not None
+    assert load_image(path)[1] == _jpeg() and image_header(path) is not None
 
 
 def test_an_image_run_counts_each_broken_image_naming_the_asin(
