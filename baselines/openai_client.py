@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import re
@@ -29,9 +30,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import ModuleType
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-import httpx2
 import openai
 
 from bench.errors import BenchError
@@ -44,6 +45,19 @@ LOOPBACK_KEY = "EMPTY"
 #: Statuses that mean "too much at once": the window halves, as on a timeout.
 OVERLOAD_STATUSES = frozenset({429, 503})
 MAX_REASON = 400
+
+
+def _http_library() -> ModuleType:
+    """The HTTP library this openai release is built on -- httpx2 from openai 3, httpx before
+    -- so that the transports below plug into its client whichever release is installed."""
+    for cls in openai.DefaultAsyncHttpxClient.__mro__:
+        root = cls.__module__.partition(".")[0]
+        if root in ("httpx", "httpx2"):
+            return importlib.import_module(root)
+    raise ImportError(f"openai {openai.__version__} is built on neither httpx nor httpx2")
+
+
+HTTP = _http_library()
 #: How a 400 says the model itself is the problem (and a too-long prompt does not).
 _DENIAL = re.compile(r"\bnot\b|n't\b|\bunknown\b|\binvalid\b|\bunsupported\b", re.IGNORECASE)
 
@@ -238,25 +252,25 @@ class _Gate:
                 self._changed.notify_all()
 
 
-class _AsyncObserved(httpx2.AsyncBaseTransport):
+class _AsyncObserved(HTTP.AsyncBaseTransport):
     """Every attempt of the openai client passes here: it waits for a window slot, and its
     latency or timeout steers the window."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, gate: _Gate) -> None:
+    def __init__(self, inner: HTTP.AsyncBaseTransport, gate: _Gate) -> None:
         self.inner = inner
         self.gate = gate
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def handle_async_request(self, request: HTTP.Request) -> HTTP.Response:
         control = self.gate.control
         async with self.gate.slot():
             started = time.monotonic()
             try:
                 response = await self.inner.handle_async_request(request)
-            except httpx2.TimeoutException:
+            except HTTP.TimeoutException:
                 control.overloaded()
                 _note("timeout")
                 raise
-            except httpx2.TransportError:
+            except HTTP.TransportError:
                 _note("connection")
                 raise
         if response.status_code in OVERLOAD_STATUSES:
@@ -270,19 +284,19 @@ class _AsyncObserved(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-class _Observed(httpx2.BaseTransport):
+class _Observed(HTTP.BaseTransport):
     """The blocking client's attempts, counted (one request at a time: no window)."""
 
-    def __init__(self, inner: httpx2.BaseTransport) -> None:
+    def __init__(self, inner: HTTP.BaseTransport) -> None:
         self.inner = inner
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+    def handle_request(self, request: HTTP.Request) -> HTTP.Response:
         try:
             response = self.inner.handle_request(request)
-        except httpx2.TimeoutException:
+        except HTTP.TimeoutException:
             _note("timeout")
             raise
-        except httpx2.TransportError:
+        except HTTP.TransportError:
             _note("connection")
             raise
         _note(_fault(response.status_code))
@@ -295,7 +309,7 @@ class _Observed(httpx2.BaseTransport):
 def async_client(endpoint: Endpoint, key: str, *, timeout: float, max_retries: int,
                  control: AdaptiveConcurrency) -> openai.AsyncOpenAI:
     """An async client whose attempts share ``control``'s window; use inside one event loop."""
-    transport = _AsyncObserved(httpx2.AsyncHTTPTransport(), _Gate(control))
+    transport = _AsyncObserved(HTTP.AsyncHTTPTransport(), _Gate(control))
     return openai.AsyncOpenAI(
         api_key=key, base_url=endpoint.client_url, default_query=endpoint.query,
         timeout=timeout, max_retries=max_retries,
@@ -305,7 +319,7 @@ def async_client(endpoint: Endpoint, key: str, *, timeout: float, max_retries: i
 
 def sync_client(endpoint: Endpoint, key: str, *, timeout: float,
                 max_retries: int) -> openai.OpenAI:
-    transport = _Observed(httpx2.HTTPTransport())
+    transport = _Observed(HTTP.HTTPTransport())
     return openai.OpenAI(
         api_key=key, base_url=endpoint.client_url, default_query=endpoint.query,
         timeout=timeout, max_retries=max_retries,

@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx2
 import openai
 import pytest
 
 from baselines.generators.openai_chat import OpenAIChat, build, build_gpt4o_mini
-from baselines.openai_client import AdaptiveConcurrency, Endpoint, refusal
+from baselines.openai_client import HTTP, AdaptiveConcurrency, Endpoint, refusal
 from bench.config import RunSpec
 from bench.context import BuildContext
 from bench.redact import mask_text, mask_url
@@ -75,8 +74,8 @@ ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError,
 
 def status_error(status: int, body: dict) -> openai.APIStatusError:
     """What the openai client raises for this status and error body."""
-    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
-    response = httpx2.Response(status, request=request, json={"error": body})
+    request = HTTP.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    response = HTTP.Response(status, request=request, json={"error": body})
     return ERRORS[status](f"Error code: {status}", response=response, body=body)
 
 
