@@ -33,7 +33,12 @@ FAULTS = (RATE_LIMITED, SERVER_ERROR, HANG, TRUNCATED, NO_CHOICES)
 
 
 def body_digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()[:16]
+    """The request's identity: its messages, however a client release serializes the rest."""
+    try:
+        key = json.dumps(json.loads(body).get("messages"), sort_keys=True).encode()
+    except (ValueError, AttributeError):
+        key = body
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
 @dataclass
