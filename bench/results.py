@@ -54,6 +54,12 @@ from bench.errors import BenchError, Warnings
 
 SCHEMA_VERSION = 1
 FLAGS = ("all_failed", "over_budget", "truncated")
+#: What the runner needs to reuse a finished cell's results.json (the table checks its own).
+RESULT_KEYS = ("dataset", "domain", "split", "retriever", "model", "metrics",
+               "n_conversations", "n_pairs", "top_k")
+#: Every field of a predictions.jsonl line.
+PREDICTION_KEYS = ("id", "candidates", "presented", "prediction", "gt_items", "raw", "failure",
+                   "usage")
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 
@@ -192,7 +198,8 @@ def read_predictions(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             except json.JSONDecodeError as exc:
                 bad.append(f"{path}:{lineno}: malformed JSON ({exc.msg})")
                 continue
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str) or any(
+                    k not in record for k in PREDICTION_KEYS):
                 bad.append(f"{path}:{lineno}: not a prediction record")
                 continue
             records.append(record)
@@ -285,6 +292,16 @@ def iter_results(paths: Iterable[str | Path]) -> Iterator[tuple[Path, dict[str, 
         for file in files:
             yield file, read_versioned(file, SCHEMA_VERSION, "results file",
                                        hint="re-run the cell with this version of lavic-bench")
+
+
+def read_results(file: Path, *, hint: str) -> dict[str, Any]:
+    """A results.json of this schema holding every key a reused cell needs; else one line."""
+    data = read_versioned(file, SCHEMA_VERSION, "results file", hint=hint)
+    missing = [k for k in RESULT_KEYS if k not in data]
+    if missing or not isinstance(data["metrics"], dict):
+        raise BenchError(f"results file lacks {', '.join(missing) or 'a metrics table'}",
+                         where=str(file), hint=hint)
+    return data
 
 
 def read_json_object(file: Path, what: str, *, hint: str | None = None) -> dict[str, Any]:

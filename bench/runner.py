@@ -49,7 +49,7 @@ from bench.results import (
     git_commit,
     package_versions,
     read_json_object,
-    read_versioned,
+    read_results,
     sum_usage,
     summary_line,
     write_json_atomic,
@@ -282,8 +282,8 @@ class Grid:
         if not results.exists():
             return None
         try:
-            payload = read_versioned(results, SCHEMA_VERSION, "results file",
-                                     hint=f"remove it: it is recomputed from {PREDICTIONS_FILE}")
+            payload = read_results(results,
+                                   hint=f"remove it: it is recomputed from {PREDICTIONS_FILE}")
         except BenchError as exc:
             if results.is_dir():
                 raise

@@ -299,6 +299,15 @@ CASES: dict[str, Case] = {
     "prediction line without an id": after_run(
         predictions_edit(lambda x: [*x[:3], '{"prediction": null}', *x[4:]]),
         warnings={"bad_prediction_line": 1}),
+    "prediction line missing fields": after_run(
+        predictions_edit(lambda x: [*x[:3], '{"id": "all_beauty/test:4"}', *x[4:]]),
+        warnings={"bad_prediction_line": 1}),
+    "results.json missing keys": after_run(
+        lambda c: (c / "results.json").write_text('{"schema_version": 1}'), warnings={}),
+    "table of a results.json missing keys": Case(
+        after_run_cmd(lambda c: (c / "results.json").write_text('{"schema_version": 1}'),
+                      "table", "{tmp}/out"),
+        error=("results.json", "lacks")),
     "torn last prediction line": after_run(
         lambda c: ((c / "results.json").unlink(), (c / "predictions.jsonl").write_text(
             (c / "predictions.jsonl").read_text()[:-30])), warnings={}),
