@@ -108,6 +108,7 @@ class Grid:
     estimates: list[dict[str, Any]] = field(default_factory=list)
     _generators: dict[str, tuple[Generator, dict[str, str]]] = field(default_factory=dict)
     _image_problems: dict[Path | None, str | None] = field(default_factory=dict)
+    _stale: dict[CellKey, str] = field(default_factory=dict)  # unreadable results.json, why
 
     @functools.cached_property
     def responses(self) -> ResponseCache:
@@ -287,8 +288,7 @@ class Grid:
         except BenchError as exc:
             if results.is_dir():
                 raise
-            self.echo(f"warning [stale_results]: {exc.where}: {exc.what}; recomputed from "
-                      f"{PREDICTIONS_FILE}")
+            self._stale[key] = f"{exc.what}; recomputed from {PREDICTIONS_FILE}"
             return None
         return None if set(payload.get("failures") or ()) & NEVER_CACHED else payload
 
@@ -347,6 +347,8 @@ class Grid:
         cell_dir = key.directory(Path(self.spec.out))
         config_hash = spec_hash(cell_spec)
         warnings = Warnings()  # this cell's own; printed at its end
+        if key in self._stale:
+            warnings.add("stale_results", self._stale.pop(key), where=str(cell_dir / RESULTS_FILE))
         by_id = dict(zip((c.id for c in split.conversations), candidates, strict=True))
         presented = {
             c.id: presented_order(by_id[c.id], self.spec.seed, c.id, self.spec.keep_order)

@@ -113,8 +113,8 @@ def test_unreadable_results_are_recomputed_with_a_warning(release: Path, tmp_pat
     (cell / "results.json").write_text("{not json")
     said: list[str] = []
     [again] = Grid(spec(release, out), progress=False, echo=said.append).run()
-    assert again["metrics"] == first["metrics"]
-    assert sum(line.startswith("warning [stale_results]") for line in said) == 1
+    assert again["metrics"] == first["metrics"] and again["warnings"] == {"stale_results": 1}
+    assert sum(line.startswith("warning [stale_results] x1: ") for line in said) == 1
 
 
 def test_a_dead_server_cell_is_flagged_and_retried_on_rerun(
