@@ -391,6 +391,15 @@ CASES: dict[str, Case] = {
                                  model="toy-flaky"),
     "a request over budget": Case(lambda d, t: run_args(d, t, model="toy-flaky"),
                                   warnings={"over_budget": 1}, model="toy-flaky"),
+    # ----------------------------------------------------------- options (validated by the
+    # option schema; here to show the CLI applies bench.toml's rules)
+    "limit zero": Case(with_run("--limit", "0"), error=("limit = 0", "greater than 0")),
+    "limit negative": Case(with_run("--limit", "-3"), error=("limit = -3",)),
+    "top-k zero": Case(with_run("--top-k", "0"), error=("top_k = 0",)),
+    "batch size zero": Case(with_run("--batch-size", "0"), error=("batch_size = 0",)),
+    "batch size negative": Case(with_run("--batch-size", "-1"), error=("batch_size = -1",)),
+    "no retrievers": Case(toml("[run]\nretrievers = []\n"), error=("b.toml", "retrievers")),
+    "no models": Case(toml("[run]\nmodels = []\n"), error=("b.toml", "models")),
 }
 FLAKY = {"every request failed": "error", "a request over budget": "over_budget"}
 
