@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.errors import Warnings
-from bench.protocols import Choice
+from bench.errors import BenchError, Warnings
+from bench.protocols import Choice, Generator, Request
 
 #: Failures that are not answers: never cached, and predicted again when a cell is re-run.
 NEVER_CACHED = frozenset({"error"})
@@ -79,3 +79,25 @@ class ResponseCache:
                 fh.writelines(lines)
                 fh.flush()
                 os.fsync(fh.fileno())
+
+    def answer(self, generator: Generator, requests: list[Request]) -> list[Choice]:
+        """Answers from this cache where possible, from ``generator`` otherwise (and stored,
+        when the generator has a ``cache_key``)."""
+        keyer = getattr(generator, "cache_key", None)
+        keys = [keyer(r) for r in requests] if keyer else []
+        answers: list[Choice | None] = (
+            [self.get(k) for k in keys] if keys else [None] * len(requests)
+        )
+        missing = [i for i, a in enumerate(answers) if a is None]
+        if missing:
+            fresh = generator.recommend([requests[i] for i in missing])
+            if len(fresh) != len(missing):
+                raise BenchError(
+                    f"generator returned {len(fresh)} choices for {len(missing)} requests",
+                    hint="a generator must answer every request, in order",
+                )
+            for i, choice in zip(missing, fresh, strict=True):
+                answers[i] = choice
+            if keys:
+                self.put_many((keys[i], answers[i]) for i in missing)
+        return [a for a in answers if a is not None]

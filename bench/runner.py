@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config, options, parallel, progress, registry
+from bench.cells import CELL_SPEC_FILE, NO_MODEL, cell_config, reuse
 from bench.config import RunSpec, spec_hash
 from bench.context import BuildContext
 from bench.data.release import ReleaseDataset
@@ -34,7 +35,7 @@ from bench.errors import BenchError, Warnings
 from bench.images import image_problem
 from bench.metrics import compute_all
 from bench.models import cache_root
-from bench.protocols import Choice, Generator, Request, Retriever
+from bench.protocols import Generator, Request, Retriever
 from bench.response_cache import NEVER_CACHED, ResponseCache
 from bench.results import (
     PREDICTIONS_FILE,
@@ -43,20 +44,16 @@ from bench.results import (
     CellKey,
     PredictionLog,
     cell_flags,
-    changed_inputs,
     failure_counts,
     generator_info,
     git_commit,
     package_versions,
-    read_json_object,
-    read_results,
     sum_usage,
     summary_line,
     write_json_atomic,
 )
 
-NO_MODEL = "none"
-CELL_SPEC_FILE = "cell.json"
+
 def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bool) -> list[str]:
     """The order shown to a generator: a shuffle seeded by (run seed, conversation id), so it
     does not depend on batch size, on resume, or on which other conversations are run."""
@@ -220,9 +217,9 @@ class Grid:
             for model in self.spec.models:
                 key = CellKey(split.dataset, domain, split.split, retriever_name, model)
                 generator, models = (None, {}) if model == NO_MODEL else self._generator(model)
-                config = self._cell_config(key, split, retriever, generator,
-                                           {**retriever_models, **models})
-                cells.append((key, generator, config, self._finished(key, config)))
+                config = cell_config(self.spec, key, split, retriever, generator,
+                                     {**retriever_models, **models})
+                cells.append((key, generator, config, self._reuse(key, config)))
             if all(done for *_, done in cells):
                 planned.extend(done for *_, done in cells)
                 continue
@@ -241,56 +238,13 @@ class Grid:
             )
         return planned
 
-    def _cell_config(
-        self, key: CellKey, split: Split, retriever: Retriever, generator: Generator | None,
-        models: dict[str, str],
-    ) -> dict[str, Any]:
-        """The run spec of one cell plus the identity of every input that can change it."""
-        return {
-            **self.spec.cell_spec(split.domain, key.retriever, key.model),
-            "inputs": {
-                "dataset_content_hash": split.content_hash,
-                "retriever_identity": retriever.identity,
-                "model_identity": generator.identity if generator else NO_MODEL,
-                "models": dict(sorted(models.items())),
-            },
-        }
-
-    def _finished(self, key: CellKey, config: dict[str, Any]) -> dict[str, Any] | None:
-        """A finished cell's payload when its inputs are unchanged; None when it must (still)
-        run -- including when it holds recorded request errors to retry; raise on a foreign
-        cell."""
-        cell_dir = key.directory(Path(self.spec.out))
-        spec_file = cell_dir / CELL_SPEC_FILE
-        if not spec_file.exists():
-            return None
-        discard = "use another --out, or --overwrite to discard this cell"
-        try:
-            stored = read_json_object(spec_file, "cell file", hint=discard)
-        except BenchError:
-            if not self.overwrite or spec_file.is_dir():
-                raise
-            stored = {}  # unreadable, and the user asked to discard it
-        if stored.get("config_hash") != spec_hash(config):
-            if self.overwrite:
-                for path in (spec_file, cell_dir / RESULTS_FILE, *PredictionLog.files(cell_dir)):
-                    path.unlink(missing_ok=True)
-                return None
-            raise BenchError(
-                "this cell was produced by a different configuration (changed: "
-                f"{', '.join(changed_inputs(stored, config))})", where=str(cell_dir), hint=discard)
-        results = cell_dir / RESULTS_FILE
-        if not results.exists():
-            return None
-        try:
-            payload = read_results(results,
-                                   hint=f"remove it: it is recomputed from {PREDICTIONS_FILE}")
-        except BenchError as exc:
-            if results.is_dir():
-                raise
-            self._stale[key] = f"{exc.what}; recomputed from {PREDICTIONS_FILE}"
-            return None
-        return None if set(payload.get("failures") or ()) & NEVER_CACHED else payload
+    def _reuse(self, key: CellKey, config: dict[str, Any]) -> dict[str, Any] | None:
+        """A finished cell's payload (``bench/cells.py``); remembers why an unreadable
+        results.json is recomputed, for that cell's warnings."""
+        found = reuse(key.directory(Path(self.spec.out)), config, overwrite=self.overwrite)
+        if found.stale:
+            self._stale[key] = found.stale
+        return found.payload
 
     def _retrieve(
         self, name: str, retriever: Retriever, split: Split, warnings: Warnings
@@ -499,7 +453,7 @@ class Grid:
                 for c in batch
             ]
         else:
-            answers = self._answer(generator, [Request(c, shown[c.id]) for c in batch])
+            answers = self.responses.answer(generator, [Request(c, shown[c.id]) for c in batch])
             choices = [(a.item_id, a.raw, a.usage, a.failure) for a in answers]
         return [
             {
@@ -514,25 +468,3 @@ class Grid:
             }
             for c, (pred, raw, usage, failure) in zip(batch, choices, strict=True)
         ]
-
-
-    def _answer(self, generator: Generator, requests: list[Request]) -> list[Choice]:
-        """Answers from the response cache where possible, from the generator otherwise."""
-        keyer = getattr(generator, "cache_key", None)
-        keys = [keyer(r) for r in requests] if keyer else []
-        answers: list[Choice | None] = (
-            [self.responses.get(k) for k in keys] if keys else [None] * len(requests)
-        )
-        missing = [i for i, a in enumerate(answers) if a is None]
-        if missing:
-            fresh = generator.recommend([requests[i] for i in missing])
-            if len(fresh) != len(missing):
-                raise BenchError(
-                    f"generator returned {len(fresh)} choices for {len(missing)} requests",
-                    hint="a generator must answer every request, in order",
-                )
-            for i, choice in zip(missing, fresh, strict=True):
-                answers[i] = choice
-            if keys:
-                self.responses.put_many((keys[i], answers[i]) for i in missing)
-        return [a for a in answers if a is not None]

@@ -25,7 +25,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from baselines.generators.hf import HFGenerator, score_continuations
+from baselines.generators.hf import HFGenerator
+from baselines.generators.scoring import score_continuations
 from bench import registry
 from bench.context import BuildContext
 from bench.data.release import ReleaseDataset

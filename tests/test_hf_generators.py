@@ -40,7 +40,8 @@ from transformers.models.llava_next.image_processing_pil_llava_next import (
 
 from baselines.generators import hf
 from baselines.generators.causal import VICUNA_FORMAT, CausalGenerator
-from baselines.generators.hf import RENDER_MEMO, HFGenerator, score_continuations, splice
+from baselines.generators.hf import RENDER_MEMO, HFGenerator
+from baselines.generators.scoring import score_continuations, splice
 from bench import prompt as table11
 from bench import registry
 from bench.context import BuildContext
