@@ -125,13 +125,19 @@ def run(
                                                    "are spent.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="markdown / latex / csv.")] = "markdown",
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+    resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples behind the 95% "
+                                                  "intervals in results.json [default: "
+                                                  "1000].")] = None,
     include: Include = None,
 ) -> None:
     """Run retrievers x models x domains; with no options, the default grid of bench.toml."""
     from bench import config as cfg
     from bench.runner import Grid
+    from bench.stats import RESAMPLES
     from bench.tables import render
 
+    if resamples is not None and resamples < 1:
+        raise BenchError(f"--resamples {resamples}", hint="pass 1 or more (default 1000)")
     if not progress:
         os.environ["TQDM_DISABLE"] = "1"  # also silences bars inside retrievers and models
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' own (weight loading)
@@ -147,7 +153,7 @@ def run(
                           "base_url": base_url, "model": model_name}
     spec = cfg.with_generator_options(spec, generator_settings)
     grid = Grid(spec, progress=progress, overwrite=overwrite, echo=_stderr, dry_run=dry_run,
-                max_cost=max_cost)
+                max_cost=max_cost, resamples=resamples or RESAMPLES)
     payloads = grid.run()
     if dry_run:
         typer.echo(_estimate_table(grid.estimates))

@@ -16,7 +16,12 @@ results.json (keys always present; a metric that does not apply is ``null``)::
     failures            generator failure breakdown {"no_id", "outside_candidates",
                         "several_ids", "mixed_ids", "over_budget", "error"}
     usage               summed token usage / cost reported by the generator
-    candidate_set_hash  sha256 over every conversation's candidate list
+    candidate_set_hash  sha256 over every conversation's id and candidate list: two cells with
+                        equal hashes ranked the same pairs from the same candidates (paired)
+    intervals           {"level", "resamples", "seed", "method", "hr@1", "hr@1_conv",
+                        "valid_ratio"}: 95% percentile bootstrap ``[low, high]`` over
+                        conversations (``bench/stats.py``); null where the metric is null.
+                        Absent in cells written before intervals existed
     config, config_hash the frozen run spec and its sha256
     seed, limit, top_k
     warnings            {code: count} of data problems met while loading or running, and of
@@ -34,7 +39,11 @@ results.json (keys always present; a metric that does not apply is ``null``)::
 predictions.jsonl has one line per conversation, in dataset order once a cell is complete:
 ``{"id", "candidates", "presented", "prediction", "gt_items", "raw", "failure", "usage"}``.
 A line that cannot be read is counted (warning ``bad_prediction_line``) and its conversation is
-predicted again; every readable line is kept.
+predicted again; every readable line is kept. Per-pair hits are recovered from these lines
+(``pairs``): pair j of a conversation is its j-th ground truth, hit when the prediction equals it.
+
+For your own analysis, ``load(dir)`` gives one row per cell and ``pairs(dir)`` one row per
+(cell, conversation, ground truth) as pandas DataFrames.
 """
 
 from __future__ import annotations
@@ -45,12 +54,15 @@ import os
 import platform
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from bench.errors import BenchError, Warnings
+from bench.stats import INTERVAL_METRICS
 
 SCHEMA_VERSION = 1
 FLAGS = ("all_failed", "over_budget", "truncated")
@@ -75,6 +87,19 @@ class CellKey:
     def directory(self, out: Path) -> Path:
         safe = [p.replace(":", "-").replace("/", "_") for p in (self.retriever, self.model)]
         return out / self.dataset / self.domain / self.split / safe[0] / safe[1]
+
+
+KEY_FIELDS = tuple(f.name for f in fields(CellKey))
+
+
+def cell_key(payload: dict[str, Any], file: Path) -> CellKey:
+    """The cell a payload belongs to (``dataset`` is its name); a missing field is one line."""
+    try:
+        return CellKey(*(str(payload[f]["name"] if f == "dataset" else payload[f])
+                         for f in KEY_FIELDS))
+    except (KeyError, TypeError):
+        raise BenchError("results.json lacks a cell key field", where=str(file),
+                         hint=f"it needs {', '.join(KEY_FIELDS)}") from None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -329,3 +354,68 @@ def read_versioned(file: Path, expected: int, what: str, *, hint: str) -> dict[s
         raise BenchError(f"{what} schema_version {version!r}, expected {expected}",
                          where=str(file), hint=hint)
     return data
+
+
+def load(*paths: str | Path) -> pd.DataFrame:
+    """One row per cell under ``paths``: the key fields, every metric, ``{metric}_low`` /
+    ``{metric}_high`` of each interval (NaN when absent), counts, ``candidate_set_hash``,
+    ``flags`` (a tuple), ``failures.{kind}`` and ``usage.{key}`` columns, and ``file``."""
+    rows = []
+    for file, payload in iter_results(paths):
+        row: dict[str, Any] = dict(zip(KEY_FIELDS, astuple(cell_key(payload, file)),
+                                       strict=True))
+        row.update(payload.get("metrics") or {})
+        intervals = payload.get("intervals") or {}
+        for name in INTERVAL_METRICS:
+            low, high = intervals.get(name) or (None, None)
+            row[f"{name}_low"], row[f"{name}_high"] = low, high
+        row.update({k: payload.get(k) for k in ("n_conversations", "n_pairs", "top_k", "seed",
+                                                 "candidate_set_hash", "id_parser")})
+        row["flags"] = tuple(payload.get("flags") or ())
+        for group in ("failures", "usage"):
+            row.update({f"{group}.{k}": v for k, v in (payload.get(group) or {}).items()})
+        row["file"] = str(file)
+        rows.append(row)
+    if not rows:
+        raise BenchError(f"no results.json under {', '.join(map(str, paths))}",
+                         hint="run `bench run` first")
+    frame = pd.DataFrame(rows)
+    return frame.astype({f"{m}_{end}": float for m in INTERVAL_METRICS for end in ("low", "high")})
+
+
+PAIR_COLUMNS = (*KEY_FIELDS, "candidate_set_hash", "conversation", "pair", "gt_item",
+                "prediction", "hit", "valid", "position")
+
+
+def pair_rows(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One row per (conversation, ground truth): ``hit`` (prediction equals it), ``valid``
+    (prediction is a candidate) and ``position`` (0-based displayed slot of the prediction)."""
+    for r in records:
+        pred, shown = r["prediction"], r["presented"]
+        position = shown.index(pred) if pred in shown else None
+        for j, gt in enumerate(r["gt_items"]):
+            yield {"conversation": r["id"], "pair": j, "gt_item": gt, "prediction": pred,
+                   "hit": pred is not None and pred == gt, "valid": pred in r["candidates"],
+                   "position": position}
+
+
+def pairs(*paths: str | Path) -> pd.DataFrame:
+    """The per-pair hits of every cell under ``paths`` as one long frame (``PAIR_COLUMNS``),
+    read from each cell's predictions.jsonl."""
+    rows = []
+    for file, payload in iter_results(paths):
+        cell = dict(zip(KEY_FIELDS, astuple(cell_key(payload, file)), strict=True))
+        cell["candidate_set_hash"] = payload.get("candidate_set_hash")
+        rows += [{**cell, **row} for row in pair_rows(cell_records(file))]
+    return pd.DataFrame(rows, columns=list(PAIR_COLUMNS)).astype({"position": "Int64"})
+
+
+def cell_records(results_file: Path) -> list[dict[str, Any]]:
+    """The finished predictions beside a results.json; missing or unreadable is one line."""
+    path = results_file.parent / PREDICTIONS_FILE
+    records, bad = read_predictions(path)
+    if bad or not records:
+        raise BenchError(bad[0] if bad else "no predictions for this cell",
+                         where=str(path) if not bad else None,
+                         hint="per-pair hits come from predictions.jsonl: re-run the cell")
+    return records

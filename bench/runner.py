@@ -52,6 +52,7 @@ from bench.results import (
     summary_line,
     write_json_atomic,
 )
+from bench.stats import RESAMPLES, cell_intervals
 
 
 def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bool) -> list[str]:
@@ -101,6 +102,7 @@ class Grid:
     dry_run: bool = False
     max_cost: float | None = None
     gather_timeout_s: float = 3600.0
+    resamples: int = RESAMPLES  # bootstrap resamples behind results.json's intervals
     spent_usd: float = 0.0
     estimates: list[dict[str, Any]] = field(default_factory=list)
     _generators: dict[str, tuple[Generator, dict[str, str]]] = field(default_factory=dict)
@@ -371,6 +373,8 @@ class Grid:
             "model_identity": cell_spec["inputs"]["model_identity"],
             "id_parser": getattr(generator, "id_parser", None),
             "metrics": metrics,
+            "intervals": cell_intervals(records, metrics, resamples=self.resamples,
+                                        seed=self.spec.seed),
             "n_conversations": len(records),
             "n_pairs": sum(len(r["gt_items"]) for r in records),
             "failures": failure_counts(records),
