@@ -128,10 +128,14 @@ def run(
     resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples behind the 95% "
                                                   "intervals in results.json [default: "
                                                   "1000].")] = None,
+    permutations: Annotated[int, typer.Option(help="Show each conversation's candidates in "
+                                              "N seeded orders; report position pick "
+                                              "rates.")] = 1,
     include: Include = None,
 ) -> None:
     """Run retrievers x models x domains; with no options, the default grid of bench.toml."""
     from bench import config as cfg
+    from bench import permutations as orders
     from bench.runner import Grid
     from bench.stats import RESAMPLES
     from bench.tables import render
@@ -152,6 +156,7 @@ def run(
     generator_settings = {"model_path": str(model_path) if model_path else None,
                           "base_url": base_url, "model": model_name}
     spec = cfg.with_generator_options(spec, generator_settings)
+    orders.check(permutations, spec)
     grid = Grid(spec, progress=progress, overwrite=overwrite, echo=_stderr, dry_run=dry_run,
                 max_cost=max_cost, resamples=resamples or RESAMPLES)
     payloads = grid.run()
@@ -162,6 +167,10 @@ def run(
         typer.echo(f"shard done; rank 0 writes the results under {spec.out}", err=True)
         return
     typer.echo(render(payloads, fmt), nl=False)
+    if permutations > 1:
+        orders.run_orders(grid, permutations)
+        summaries = orders.write_summaries(Path(spec.out), permutations, payloads)
+        typer.echo("\n" + orders.render(summaries), nl=False)
     typer.echo(f"results: {spec.out}", err=True)
     failed = [p for p in payloads if "all_failed" in (p.get("flags") or ())]
     if failed:
@@ -210,6 +219,10 @@ def table(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or results.json files.")],
     fmt: Annotated[str, typer.Option("--format", help="markdown / latex / csv.")] = "markdown",
     with_paper: Annotated[bool, typer.Option(help="Add the paper's reported numbers.")] = False,
+    ci: Annotated[bool, typer.Option("--ci", help="Print 95% bootstrap intervals.")] = False,
+    sig: Annotated[str | None, typer.Option(help="Dagger the cells that differ significantly "
+                                            "from this row (RETRIEVER/MODEL).")] = None,
+    level: Annotated[float, typer.Option(help="Confidence level of --sig.")] = 0.95,
 ) -> None:
     """Render results in the paper's layout."""
     from bench.results import iter_results
@@ -219,7 +232,14 @@ def table(
     if not found:
         raise BenchError(f"no results.json under {', '.join(map(str, paths))}",
                          hint="run `bench run` first")
-    typer.echo(render(found, fmt, with_paper=with_paper), nl=False)
+    marked: set[tuple[str, str, str]] = set()
+    legend = ""
+    if sig is not None:
+        from bench.compare import significant
+
+        marked, legend = significant(found, sig, level=level)
+    typer.echo(render(found, fmt, with_paper=with_paper, ci=ci, significant=marked,
+                      sig_legend=legend), nl=False)
 
 
 @app.command()
@@ -227,11 +247,15 @@ def table(
 def check(
     results: Annotated[list[Path], typer.Argument(help="Run directories or results.json.")],
     baseline: Annotated[Path, typer.Option(help="Baseline JSON file.")],
-    tolerance: Annotated[float, typer.Option(help="Allowed HR@1 drop.")] = 0.0,
+    tolerance: Annotated[float, typer.Option(help="HR@1 drop that fails even when not "
+                                             "significant.")] = 0.0,
+    level: Annotated[float, typer.Option(help="Confidence level of the paired test and the "
+                                         "rise interval.")] = 0.95,
     write: Annotated[bool, typer.Option("--write", help="Write the baseline from these "
                                         "results instead of checking.")] = False,
 ) -> None:
-    """Exit 1 when any cell's HR@1 falls below its baseline minus the tolerance."""
+    """Exit 1 when a cell's HR@1 drops significantly or by more than the tolerance, or rises
+    beyond the baseline's interval."""
     from bench.check import check as run_check
     from bench.check import write_baseline
 
@@ -239,10 +263,31 @@ def check(
         write_baseline(results, baseline)
         typer.echo(f"wrote {baseline}")
         return
-    report = run_check(results, baseline, tolerance)
+    report = run_check(results, baseline, tolerance, level=level)
     typer.echo(report.render(), nl=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def compare(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories or results.json files.")],
+    fmt: Annotated[str, typer.Option("--format", help="markdown / latex / csv / json.")
+                   ] = "markdown",
+    level: Annotated[float, typer.Option(help="Confidence level; significant = Holm p below "
+                                         "1 - level.")] = 0.95,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Paired tests between every two cells with the same conversations and candidates."""
+    from bench.compare import compare as run_compare
+
+    report = run_compare(paths, resamples=resamples, seed=seed, level=level)
+    typer.echo(report.render(fmt), nl=False)
+    if fmt in ("csv", "json", "latex"):  # the table stays machine-readable: refusals to stderr
+        for line in report.refusal_lines():
+            typer.echo(line, err=True)
 
 
 @data_app.command("synth")

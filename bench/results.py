@@ -48,14 +48,10 @@ For your own analysis, ``load(dir)`` gives one row per cell and ``pairs(dir)`` o
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import platform
-import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import astuple, dataclass, fields
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +69,8 @@ RESULT_KEYS = ("dataset", "domain", "split", "retriever", "model", "metrics",
 PREDICTION_KEYS = ("id", "candidates", "presented", "prediction", "gt_items", "raw", "failure",
                    "usage")
 RESULTS_FILE = "results.json"
+#: Where ``--permutations`` runs its other orders, inside OUT; ``iter_results`` skips it.
+PERMUTATIONS_DIR = "_permutations"
 PREDICTIONS_FILE = "predictions.jsonl"
 
 
@@ -171,33 +169,6 @@ def summary_line(payload: dict[str, Any]) -> str:
         f"n={payload['n_conversations']}/{payload['n_pairs']}"
         + (f"  FLAGGED: {', '.join(flags)}" if flags else "")
     )
-
-
-_PACKAGES = ("lavic-bench", "torch", "transformers", "sentence-transformers", "bm25s", "numpy",
-             "openai", "peft", "pillow")
-
-
-@functools.cache
-def package_versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-@functools.cache
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def changed_inputs(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -308,12 +279,15 @@ def _rewrite(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def iter_results(paths: Iterable[str | Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every results.json under the given files/directories, schema-checked."""
+    """Every results.json under the given files/directories, schema-checked; the other
+    orders of ``--permutations`` (``PERMUTATIONS_DIR``) only when asked for by path."""
     for raw in paths:
         root = Path(raw)
         if not root.exists():
             raise BenchError(f"{root} does not exist", hint="pass a run directory or results.json")
-        files = [root] if root.is_file() else sorted(root.rglob(RESULTS_FILE))
+        files = [root] if root.is_file() else sorted(
+            f for f in root.rglob(RESULTS_FILE)
+            if PERMUTATIONS_DIR not in f.relative_to(root).parts)
         for file in files:
             yield file, read_versioned(file, SCHEMA_VERSION, "results file",
                                        hint="re-run the cell with this version of lavic-bench")

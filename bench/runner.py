@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,9 @@ from bench.errors import BenchError, Warnings
 from bench.images import image_problem
 from bench.metrics import compute_all
 from bench.models import cache_root
+from bench.permutations import presented_order
 from bench.protocols import Generator, Request, Retriever
+from bench.provenance import git_commit, package_versions
 from bench.response_cache import NEVER_CACHED, ResponseCache
 from bench.results import (
     PREDICTIONS_FILE,
@@ -46,22 +47,11 @@ from bench.results import (
     cell_flags,
     failure_counts,
     generator_info,
-    git_commit,
-    package_versions,
     sum_usage,
     summary_line,
     write_json_atomic,
 )
 from bench.stats import RESAMPLES, cell_intervals
-
-
-def presented_order(candidates: Sequence[str], seed: int, conv_id: str, keep: bool) -> list[str]:
-    """The order shown to a generator: a shuffle seeded by (run seed, conversation id), so it
-    does not depend on batch size, on resume, or on which other conversations are run."""
-    order = list(candidates)
-    if not keep:
-        random.Random(f"{seed}:{conv_id}").shuffle(order)
-    return order
 
 
 def world() -> tuple[int, int]:
@@ -103,6 +93,7 @@ class Grid:
     max_cost: float | None = None
     gather_timeout_s: float = 3600.0
     resamples: int = RESAMPLES  # bootstrap resamples behind results.json's intervals
+    order_salt: str = ""  # another seeded candidate order (``--permutations``)
     spent_usd: float = 0.0
     estimates: list[dict[str, Any]] = field(default_factory=list)
     _generators: dict[str, tuple[Generator, dict[str, str]]] = field(default_factory=dict)
@@ -221,6 +212,8 @@ class Grid:
                 generator, models = (None, {}) if model == NO_MODEL else self._generator(model)
                 config = cell_config(self.spec, key, split, retriever, generator,
                                      {**retriever_models, **models})
+                if self.order_salt:  # a permuted order is another cell's output
+                    config = {**config, "order_salt": self.order_salt}
                 cells.append((key, generator, config, self._reuse(key, config)))
             if all(done for *_, done in cells):
                 planned.extend(done for *_, done in cells)
@@ -307,7 +300,8 @@ class Grid:
             warnings.add("stale_results", self._stale.pop(key), where=str(cell_dir / RESULTS_FILE))
         by_id = dict(zip((c.id for c in split.conversations), candidates, strict=True))
         presented = {
-            c.id: presented_order(by_id[c.id], self.spec.seed, c.id, self.spec.keep_order)
+            c.id: presented_order(by_id[c.id], self.spec.seed, c.id, self.spec.keep_order,
+                                  self.order_salt)
             for c in split.conversations
         }
         # Built (and their problems counted) for every conversation, so resume cannot change

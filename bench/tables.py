@@ -10,6 +10,9 @@ bold/underline, so the marks describe this run; ``rank_paper=True`` lets them co
 A cell's results.json ``flags`` become marks after its HR@1 (explained in a legend under the
 table, the LaTeX caption, or the CSV ``flags`` column); an ``all_failed`` cell never competes,
 so a dead server is never a bold 0.0000. The ID parsers used are named in the legend too.
+``ci=True`` prints each number's 95% bootstrap interval (results.json ``intervals``) after it;
+``significant`` (``bench.compare.significant``) daggers the cells that differ significantly
+from a baseline row, with ``sig_legend`` naming the test in the legend / caption.
 
 pandas pivots the cells into the layout; tabulate writes markdown, pandas' Styler LaTeX (with
 booktabs rules and one multirow label per group) and pandas CSV (one long row per cell, full
@@ -18,8 +21,8 @@ float precision, for spreadsheets).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,62 +31,32 @@ from tabulate import tabulate
 
 from bench import paper
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, CellKey
+from bench.results import KEY_FIELDS, RESULTS_FILE, CellKey
 
 FORMATS = ("markdown", "latex", "csv")
 RETRIEVER_ORDER = (
-    "bm25",
-    "sbert",
-    "roberta",
-    "simcse",
-    "blair",
-    "openai-emb",
-    "dataset:st",
+    "bm25", "sbert", "roberta", "simcse", "blair", "openai-emb", "dataset:st",
     "dataset:gpt_large",
 )
 MODEL_ORDER = (
-    "vicuna",
-    "llava-1.5",
-    "llava-1.6",
-    "gpt-3.5-turbo",
-    "gpt-4o-mini",
-    "gpt-4o",
-    "lavic",
-    "lavic-entire-tokens",
-    "lavic-wo-images",
-    "lavic-wo-distillation",
-    "lavic-separate",
+    "vicuna", "llava-1.5", "llava-1.6", "gpt-3.5-turbo", "gpt-4o-mini", "gpt-4o", "lavic",
+    "lavic-entire-tokens", "lavic-wo-images", "lavic-wo-distillation", "lavic-separate",
     "lavic-combined",
 )
 DOMAIN_LABELS = {"all_beauty": "Beauty", "amazon_fashion": "Fashion", "amazon_home": "Home"}
 RETRIEVER_LABELS = {
-    "bm25": "BM25",
-    "sbert": "SBERT",
-    "roberta": "RoBERTa",
-    "simcse": "SimCSE",
-    "blair": "BLaIR",
+    "bm25": "BM25", "sbert": "SBERT", "roberta": "RoBERTa", "simcse": "SimCSE", "blair": "BLaIR",
     "openai-emb": "OpenAI-emb",
 }
 SETTING_ORDER = {s: i for i, s in enumerate(paper.SETTINGS)}
 CSV_COLUMNS = (
-    "source",
-    "retriever",
-    "model",
-    "setting",
-    "table",
-    "dataset",
-    "split",
-    "domain",
-    "hr@1",
-    "valid_ratio",
-    "flags",
-    "id_parser",
-    "note",
-    "file",
+    "source", "retriever", "model", "setting", "table", "dataset", "split", "domain", "hr@1",
+    "valid_ratio", "hr@1_low", "hr@1_high", "valid_ratio_low", "valid_ratio_high", "significant",
+    "flags", "id_parser", "note", "file",
 )
 #: results.json flag -> (markdown mark, LaTeX mark, legend)
 FLAGS = {
-    "all_failed": ("†", r"\textsuperscript{\dag}",
+    "all_failed": ("¶", r"\textsuperscript{\P}",
                    "every request failed: no answer was scored (never marked best)"),
     "over_budget": ("‡", r"\textsuperscript{\ddag}",
                     "a prompt did not fit max_length even without its conversation"),
@@ -92,7 +65,9 @@ FLAGS = {
 LATEX_STYLE = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
 MARKDOWN_STYLE = {"best": "**{}**", "second": "<u>{}</u>"}
 
-KEY_FIELDS = tuple(f.name for f in fields(CellKey))
+#: A cell that differs significantly from the ``--sig`` baseline row (markdown, LaTeX).
+SIG_MARK = ("†", r"\textsuperscript{\dag}")
+Interval = tuple[float, float] | None
 Result = tuple[Path, dict[str, Any]]
 #: ``iter_results`` yields (file, payload); ``Grid.run()`` returns bare payloads.
 Payload = Result | Mapping[str, Any]
@@ -141,6 +116,9 @@ class Cell:
     table: str = ""
     flags: tuple[str, ...] = ()
     id_parser: str = ""
+    hr1_ci: Interval = None
+    vr_ci: Interval = None
+    significant: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,8 +184,16 @@ def _paper_rows(retriever: str, model: str, group: str, domains: list[str]) -> l
     return rows
 
 
-def build(results: Iterable[Payload], *, with_paper: bool = False) -> tuple[list[str], list[Row]]:
-    """Domains in column order and rows in display order."""
+def _interval(payload: Mapping[str, Any], name: str) -> Interval:
+    found = (payload.get("intervals") or {}).get(name)
+    return (float(found[0]), float(found[1])) if isinstance(found, list) and len(found) == 2 \
+        else None
+
+
+def build(results: Iterable[Payload], *, with_paper: bool = False,
+          significant: Collection[tuple[str, str, str]] = ()) -> tuple[list[str], list[Row]]:
+    """Domains in column order and rows in display order; ``significant`` holds the
+    (retriever, model, domain) cells to mark."""
     cells = collect(results, ("retriever", "model", "domain"))
     if not cells:
         raise BenchError("no results.json found", hint="pass a run directory or results.json")
@@ -222,6 +208,9 @@ def build(results: Iterable[Payload], *, with_paper: bool = False) -> tuple[list
             file=str(file),
             flags=_flags(payload, file),
             id_parser=str(payload.get("id_parser") or ""),
+            hr1_ci=_interval(payload, "hr@1"),
+            vr_ci=_interval(payload, "valid_ratio"),
+            significant=(retriever, model, domain) in significant,
         )
 
     def order(item: tuple[tuple[str, str], Any]) -> tuple[Any, ...]:
@@ -283,8 +272,9 @@ def _marks(rows: list[Row], domains: list[str], rank_paper: bool) -> dict[tuple[
     return marks
 
 
-def _number(value: float | None, note: str = "") -> str:
-    return f"{value:.4f}" if value is not None else note or "-"
+def _number(value: float | None, note: str = "", ci: Interval = None) -> str:
+    text = f"{value:.4f}" if value is not None else note or "-"
+    return text if ci is None else f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _cells(rows: list[Row]) -> pd.DataFrame:
@@ -294,18 +284,19 @@ def _cells(rows: list[Row]) -> pd.DataFrame:
             {"row": i, "domain": domain, "hr@1": cell.hr1, "valid_ratio": cell.valid_ratio,
              "note": cell.note, "flags": cell.flags, "id_parser": cell.id_parser,
              "table": cell.table, "dataset": cell.dataset, "split": cell.split,
-             "file": cell.file}
+             "file": cell.file, "hr1_ci": cell.hr1_ci, "vr_ci": cell.vr_ci,
+             "significant": cell.significant}
             for i, row in enumerate(rows)
             for domain, cell in row.cells.items()
         ],
         columns=["row", "domain", "hr@1", "valid_ratio", "note", "flags", "id_parser", "table",
-                 "dataset", "split", "file"],
+                 "dataset", "split", "file", "hr1_ci", "vr_ci", "significant"],
         dtype=object,  # None stays None (no NaN), floats stay Python floats
     )
 
 
 def _grid(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str],
-          latex: bool) -> pd.DataFrame:
+          latex: bool, ci: bool) -> pd.DataFrame:
     """The pivot: one line per table row, columns (domain label, HR@1 | VR) of shown text."""
     cells = _cells(rows)
     style = LATEX_STYLE if latex else MARKDOWN_STYLE
@@ -317,10 +308,13 @@ def _grid(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]
             text = latex_escape(text)
         mark = marks.get((c["row"], c["domain"]))
         text = style[mark].format(text) if mark else text
-        return text + "".join(FLAGS[f][flag] for f in c["flags"])
+        text += "".join(FLAGS[f][flag] for f in c["flags"])
+        text += SIG_MARK[flag] if c["significant"] else ""
+        return _number(None, text, c["hr1_ci"] if ci else None)
 
     cells["HR@1"] = cells.apply(hr, axis=1) if len(cells) else []
-    cells["VR"] = [_number(v) for v in cells["valid_ratio"]]
+    cells["VR"] = [_number(v, ci=i if ci else None)
+                   for v, i in zip(cells["valid_ratio"], cells["vr_ci"], strict=True)]
     wide = cells.pivot(index="row", columns="domain", values=["HR@1", "VR"])
     wide = wide.swaplevel(axis=1).reindex(
         columns=pd.MultiIndex.from_product([domains, ["HR@1", "VR"]]), index=range(len(rows))
@@ -331,12 +325,15 @@ def _grid(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]
     return wide
 
 
-def _legend(rows: list[Row], latex: bool) -> list[str]:
-    """One line per flag mark used, then the ID parsers of the measured generators."""
+def _legend(rows: list[Row], latex: bool, sig_legend: str) -> list[str]:
+    """One line per flag mark used, the significance mark, the ID parsers of the measured
+    generators."""
     used = sorted({f for row in rows for c in row.cells.values() for f in c.flags},
                   key=list(FLAGS).index)
     text = latex_escape if latex else str
     lines = [f"{FLAGS[f][1 if latex else 0]} {text(f)} = {text(FLAGS[f][2])}" for f in used]
+    if sig_legend:
+        lines.append(f"{SIG_MARK[1 if latex else 0]} {text(sig_legend)}")
     parsers: dict[str, set[str]] = {}
     for row in rows:
         for cell in row.cells.values():
@@ -350,8 +347,9 @@ def _legend(rows: list[Row], latex: bool) -> list[str]:
     return lines
 
 
-def _markdown(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]) -> str:
-    wide = _grid(domains, rows, marks, latex=False)
+def _markdown(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str],
+              ci: bool, sig_legend: str) -> str:
+    wide = _grid(domains, rows, marks, latex=False, ci=ci)
     body: list[list[str]] = []
     group = None
     for i, row in enumerate(rows):
@@ -362,15 +360,16 @@ def _markdown(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], 
     heads = ["Method", *(f"{d} {m}" for d, m in wide.columns)]
     table = tabulate(body, heads, tablefmt="pipe", disable_numparse=True,
                      colalign=("left", *["right"] * wide.shape[1]))
-    legend = _legend(rows, latex=False)
+    legend = _legend(rows, latex=False, sig_legend=sig_legend)
     return table + "\n" + ("\n" + "\n".join(f"{line}  " for line in legend) + "\n"
                             if legend else "")
 
 
-def _latex(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str]) -> str:
-    wide = _grid(domains, rows, marks, latex=True)
+def _latex(domains: list[str], rows: list[Row], marks: dict[tuple[int, str], str],
+           ci: bool, sig_legend: str) -> str:
+    wide = _grid(domains, rows, marks, latex=True, ci=ci)
     wide.index = pd.MultiIndex.from_tuples([(row.group, row.label) for row in rows])
-    legend = _legend(rows, latex=True)
+    legend = _legend(rows, latex=True, sig_legend=sig_legend)
     styler = wide.style.format_index(escape="latex", axis=0).format_index(escape="latex",
                                                                           axis=1)
     return styler.to_latex(
@@ -385,6 +384,10 @@ def _csv(domains: list[str], rows: list[Row]) -> str:
     for column in ("source", "retriever", "model", "setting"):
         cells[column] = [getattr(rows[i], column) for i in cells["row"]]
     cells["flags"] = [";".join(f) for f in cells["flags"]]
+    for column, source in (("hr@1", "hr1_ci"), ("valid_ratio", "vr_ci")):
+        for end, name in enumerate(("low", "high")):
+            cells[f"{column}_{name}"] = ["" if i is None else repr(i[end]) for i in cells[source]]
+    cells["significant"] = ["1" if s else "" for s in cells["significant"]]
     for column in ("hr@1", "valid_ratio"):  # full precision, as Python writes floats
         cells[column] = ["" if v is None else repr(float(v)) for v in cells[column]]
     order = {d: k for k, d in enumerate(domains)}
@@ -393,13 +396,15 @@ def _csv(domains: list[str], rows: list[Row]) -> str:
 
 
 def render(
-    results: Iterable[Payload], fmt: str, *, with_paper: bool = False, rank_paper: bool = False
+    results: Iterable[Payload], fmt: str, *, with_paper: bool = False, rank_paper: bool = False,
+    ci: bool = False, significant: Collection[tuple[str, str, str]] = (), sig_legend: str = "",
 ) -> str:
-    """Render ``iter_results(...)`` output as a markdown, LaTeX or CSV table."""
+    """Render ``iter_results(...)`` output as a markdown, LaTeX or CSV table (CSV always holds
+    the intervals and the significance column)."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    domains, rows = build(results, with_paper=with_paper)
+    domains, rows = build(results, with_paper=with_paper, significant=significant)
     if fmt == "csv":
         return _csv(domains, rows)
     marks = _marks(rows, domains, rank_paper)
-    return (_markdown if fmt == "markdown" else _latex)(domains, rows, marks)
+    return (_markdown if fmt == "markdown" else _latex)(domains, rows, marks, ci, sig_legend)

@@ -97,8 +97,8 @@ def test_write_baseline_round_trip(run: Path, tmp_path: Path) -> None:
     path = tmp_path / "baselines" / "b.json"
     assert write_baseline([run], path) == 3
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["schema_version"] == 1
-    assert data["cells"][0] == cell("lavic", "all_beauty", 0.12)
+    assert data["schema_version"] == 2
+    assert data["cells"][0] == cell("lavic", "all_beauty", 0.12)  # no predictions: no hits
     assert [(c["model"], c["domain"]) for c in data["cells"]] == [
         ("lavic", "all_beauty"),
         ("none", "all_beauty"),
@@ -109,7 +109,7 @@ def test_write_baseline_round_trip(run: Path, tmp_path: Path) -> None:
     write_cell(run, "sbert", "lavic", "all_beauty", 0.2)
     write_baseline([run], path)
     key = CellKey("reddit-amazon", "all_beauty", "test", "sbert", "lavic")
-    assert dict(read_baseline(path))[key] == 0.2
+    assert {k: hr1 for k, hr1, _ in read_baseline(path)}[key] == 0.2
 
 
 def test_write_baseline_refuses_null_and_empty(tmp_path: Path) -> None:
@@ -126,8 +126,8 @@ def test_bad_baselines(run: Path, tmp_path: Path) -> None:
     bad.write_text("{", encoding="utf-8")
     with pytest.raises(BenchError, match="unreadable baseline"):
         check([run], bad, 0.0)
-    write_json_atomic(bad, {"schema_version": 2, "cells": []})
-    with pytest.raises(BenchError, match="schema_version 2"):
+    write_json_atomic(bad, {"schema_version": 3, "cells": []})
+    with pytest.raises(BenchError, match="schema_version 3"):
         check([run], bad, 0.0)
     write_json_atomic(bad, {"schema_version": 1, "cells": [{"model": "lavic", "hr@1": 0.1}]})
     with pytest.raises(BenchError, match="lacks dataset, domain, split, retriever") as err:

@@ -238,19 +238,19 @@ def test_flags_are_marked_in_every_format_and_all_failed_never_wins(tmp_path: Pa
     md = render(iter_results([tmp_path]), "markdown")
     rows = md_rows(md)
     assert rows["lavic"][0] == "**0.2000**§" and rows["vicuna"][0] == "<u>0.1000</u>‡"
-    assert rows["gpt-4o"][0] == "0.5000†" and rows["sbert"][0] == "0.0500"
+    assert rows["gpt-4o"][0] == "0.5000¶" and rows["sbert"][0] == "0.0500"
     legend = md.split("\n\n")[1].splitlines()
-    assert [line.split()[0] for line in legend[:3]] == ["†", "‡", "§"]
+    assert [line.split()[0] for line in legend[:3]] == ["¶", "‡", "§"]
     assert legend[3].strip() == "ID parser: paper (lavic, vicuna); robust (gpt-4o)"
     # a dead server's cell is never bold, even as the only generator
     dead = payload("sbert", "gpt-4o", "all_beauty", 0.0, 0.0) | {"flags": ["all_failed"]}
-    assert md_rows(render([dead], "markdown"))["gpt-4o"][0] == "0.0000†"
+    assert md_rows(render([dead], "markdown"))["gpt-4o"][0] == "0.0000¶"
 
     latex = render(iter_results([tmp_path]), "latex")
     assert r"\textbf{0.2000}\textsuperscript{\S}" in latex
-    assert r" & gpt-4o & 0.5000\textsuperscript{\dag} & " in latex
+    assert r" & gpt-4o & 0.5000\textsuperscript{\P} & " in latex
     caption = next(line for line in latex.splitlines() if line.startswith(r"\caption{"))
-    assert r"\textsuperscript{\dag} all\_failed = every request failed" in caption
+    assert r"\textsuperscript{\P} all\_failed = every request failed" in caption
     assert "ID parser: paper (lavic, vicuna); robust (gpt-4o)" in caption
 
     rows_csv = list(csv.DictReader(io.StringIO(render(iter_results([tmp_path]), "csv"))))
