@@ -9,44 +9,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from bench import registry
+from bench.cli_errors import user_errors
 from bench.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
 data_app = typer.Typer(add_completion=False, help="Make and check datasets.")
 app.add_typer(data_app, name="data")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(func: F) -> F:
-    """Turn BenchError / Ctrl-C into one line and an exit code instead of a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BenchError as exc:
-            typer.echo(exc.one_line(), err=True)
-            raise typer.Exit(2) from None
-        except OSError as exc:  # a folder where a file belongs, a read-only disk, ...
-            where = f"{exc.filename}: " if exc.filename else ""
-            typer.echo(f"error: {where}{exc.strerror or exc} (check that this path is the "
-                       "file or folder it should be, and writable)", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished conversations are saved; re-run to resume",
-                       err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 def mount_plugins(root: typer.Typer) -> None:
     """Mount each ``lavic_bench.cli`` typer app as ``bench <name> ...`` (e.g. ``bench lavic``)

@@ -52,6 +52,7 @@ class DistillConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     views: int = DEFAULT_VIEWS
+    images_per_item: int = Field(1, gt=0)  # the first N images of each training item
     vision_layer: int = DEFAULT_VISION_LAYER
     lora: LoraSpec = LoraSpec()
     learning_rate: float = Field(5e-5, gt=0)

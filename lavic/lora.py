@@ -12,8 +12,10 @@ architecture adds cannot be missed; the formulas below are the independent check
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from peft import LoraConfig, PeftModel, get_peft_model
+from pydantic import Field
 from torch import nn
 from transformers import LlavaNextConfig
 
@@ -24,9 +26,9 @@ from lavic.embed import llava
 class LoraSpec:
     """The paper's LoRA hyper-parameters (Section 5.1) as defaults."""
 
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.1
+    r: Annotated[int, Field(gt=0)] = 8
+    alpha: Annotated[int, Field(gt=0)] = 32
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # checked where a schema holds it
 
 
 def _linears(model: nn.Module, *prefixes: str) -> list[str]:

@@ -23,11 +23,18 @@ def describe_prompt(title: str, image: str) -> str:
     return DESCRIBE_PROMPT.format(title=title, image=image)
 
 
-def prompt_ids(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of a user turn ready for the answer: through the tokenizer's chat template
-    when it has one (which adds BOS itself), else the plain text with special tokens."""
+def render(tokenizer: Any, text: str) -> tuple[str, bool]:
+    """A user turn ready for the answer, and whether tokenising it must add special tokens:
+    through the tokenizer's chat template when it has one (which adds BOS itself), else the
+    plain text."""
     if getattr(tokenizer, "chat_template", None):
         rendered = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
-        return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(text)["input_ids"])
+        return rendered, False
+    return text, True
+
+
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of :func:`render`'s user turn."""
+    rendered, special = render(tokenizer, text)
+    return list(tokenizer(rendered, add_special_tokens=special)["input_ids"])

@@ -77,8 +77,12 @@ def read_jsonl(path: Path) -> Iterator[RawLine]:
             yield RawLine(where, record, None, bad_bytes)
 
 
+# Where an item's description is, best first (LLaVA's per-image descriptions, then the text).
+DESCRIPTION_KEYS = ("image_description_llava_cleaned", "image_description", "description")
+
+
 def _description(details: dict[str, Any]) -> str:
-    for key in ("image_description_llava_cleaned", "image_description", "description"):
+    for key in DESCRIPTION_KEYS:
         value = details.get(key)
         if isinstance(value, list):
             value = " ".join(str(v) for v in value)

@@ -1,20 +1,19 @@
-"""A character tokenizer whose last id is ``<image>``, matching ``tiny_model(vocab_size=...)``."""
+"""The character tokenizer of the tiny model folder (last id ``<image>``), and one-colour items."""
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from lavic.distill import Described
+from lavic.tiny import IMAGE, char_tokenizer
 
-SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
-IMAGE = "<image>"
+__all__ = ["COLOURS", "IMAGE", "char_tokenizer", "examples", "tokenizer"]
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 50, 220),
            "yellow": (230, 220, 30)}
 
@@ -22,18 +21,6 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 50, 220),
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
     return char_tokenizer()
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {t: i for i, t in enumerate([*SPECIALS, *string.printable, IMAGE])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        pad_token="<pad>", extra_special_tokens=[IMAGE])
 
 
 def examples(root: Path, n: int, *, seed: int = 0) -> list[Described]:

@@ -1,0 +1,260 @@
+"""``bench lavic``: the method's stages as commands, mounted through the ``lavic_bench.cli``
+entry point (the harness never imports this package).
+
+From a clean clone, on the synthetic world, with a tiny model of the real architecture::
+
+    bench data synth --size small --out world
+    bench lavic tiny --out tiny
+    bench lavic describe --data-dir world --model-path tiny --out described
+    bench lavic distill --descriptions described --model-path tiny --out stage1
+
+Every stage resumes: describe from its answer cache, distill from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import shutil
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Annotated, Any, get_type_hints
+
+import typer
+from pydantic import BaseModel
+
+from bench.cli_errors import OneLineUsage, user_errors
+from bench.errors import BenchError, Warnings
+from bench.models import ModelPaths, weights_identity
+from bench.options import validate
+from bench.results import write_json_atomic
+from lavic.arch import REAL_MODEL_ID
+from lavic.distill import ADAPTER_DIR, DistillConfig, write_spec
+
+app = typer.Typer(cls=OneLineUsage, add_completion=False, no_args_is_help=True,
+                  help="LaViC: describe images, distil them to view embeddings (stage 1).")
+
+ModelPath = Annotated[Path | None, typer.Option(help="Local LLaVA-NeXT folder (wins over "
+                                                "--model).")]
+ModelName = Annotated[str, typer.Option("--model", help="Hub name, or a name mapped by "
+                                        "$BENCH_MODELS / bench.toml \\[models].")]
+Out = Annotated[Path, typer.Option(help="Output folder (re-run the same command to resume).")]
+ImagesPerItem = Annotated[int, typer.Option(min=1, help="Images per item (the paper: 1, the "
+                                            "first).")]
+
+
+def model_source(model_path: Path | None, model: str) -> str:
+    """A local folder when given (it must exist), else the resolved name."""
+    if model_path is None:
+        return ModelPaths().resolve(model)
+    if not model_path.is_dir():
+        raise BenchError("no such model folder", where=str(model_path),
+                         hint="pass a save_pretrained folder (`bench lavic tiny --out DIR`)")
+    return str(model_path)
+
+
+def echo_warnings(warnings: Warnings) -> None:
+    for line in warnings.lines():
+        typer.echo(line, err=True)
+
+
+@app.command()
+@user_errors
+def tiny(out: Out, seed: Annotated[int, typer.Option(help="Weight seed.")] = 0) -> None:
+    """Write a tiny LLaVA-NeXT (the real module tree, shrunken) with a character tokenizer."""
+    from lavic.tiny import tiny_folder
+
+    if out.exists() and any(out.iterdir()):
+        raise BenchError("the folder is not empty", where=str(out), hint="pass a new folder")
+    model = tiny_folder(out, seed=seed)
+    count = sum(p.numel() for p in model.parameters())
+    typer.echo(f"wrote a tiny LLaVA-NeXT ({count:,} parameters) to {out}")
+
+
+@app.command()
+@user_errors
+def describe(
+    data_dir: Annotated[Path, typer.Option(help="Data directory (release layout).")],
+    out: Out,
+    descriptions: Annotated[str, typer.Option(help="`model`: the full-token model writes them; "
+                                              "`release`: the train file's own.")] = "model",
+    model_path: ModelPath = None,
+    model: ModelName = REAL_MODEL_ID,
+    images_dir: Annotated[Path | None, typer.Option(help="Images folder (default "
+                                                    "DATA_DIR/train_images).")] = None,
+    images_per_item: ImagesPerItem = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N training and N validation "
+                                              "images only (smoke runs).")] = None,
+) -> None:
+    """Describe every training and validation image (Table 10 prompt, greedy, <= 128 tokens)."""
+    from lavic.data import targets, write_descriptions
+
+    if descriptions not in ("model", "release"):
+        raise BenchError(f"--descriptions {descriptions!r}", where="bench lavic describe",
+                         hint="use model or release")
+    warnings = Warnings()
+    wanted = targets(data_dir, images_dir=images_dir, images_per_item=images_per_item,
+                     limit=limit, warnings=warnings)
+    if descriptions == "release":
+        done = [(t, t.release) for t in wanted if t.release]
+        for t in wanted:
+            if not t.release:
+                warnings.add("no_description", f"{t.asin} image {t.index} has none in the "
+                             "release; not used", where=str(t.image))
+        source = "release"
+    else:
+        from lavic.describe import describe as run_describe
+
+        def progress(done: int) -> None:
+            typer.echo(f"described {done} new image(s)", err=True)
+
+        done, source = run_describe(wanted, model_source(model_path, model), out,
+                                    batch_size=batch_size, warnings=warnings,
+                                    progress=progress)
+    echo_warnings(warnings)
+    path = write_descriptions(out, source, images_per_item, done)
+    counts = {s: sum(t.split == s for t, _ in done) for s in ("train", "valid")}
+    typer.echo(f"{counts['train']} training and {counts['valid']} validation descriptions "
+               f"({source}) in {path}")
+
+
+def schema_parameters(schema: Any, prefix: str = "", skip: tuple[str, ...] = ()
+                      ) -> list[inspect.Parameter]:
+    """One ``--option`` per field of a pydantic model or dataclass (nested ones flattened
+    with their name as prefix), each defaulting to None = the schema's own default."""
+    if is_dataclass(schema):
+        hints = get_type_hints(schema)
+        items = [(f.name, hints[f.name], f.default) for f in fields(schema)]
+    else:
+        items = [(n, f.annotation, f.default) for n, f in schema.model_fields.items()]
+    params: list[inspect.Parameter] = []
+    for name, kind, default in items:
+        if name in skip:
+            continue
+        if is_dataclass(kind) or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            params += schema_parameters(kind, f"{prefix}{name}_")
+            continue
+        option = typer.Option(help=f"{schema.__name__}.{name} (default {default})",
+                              show_default=False)
+        params.append(inspect.Parameter(f"{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
+                                        default=None, annotation=Annotated[kind | None, option]))
+    return params
+
+
+def schema_values(values: dict[str, Any], schema: Any, prefix: str = "") -> dict[str, Any]:
+    """The options the user set, nested back into the schema's shape."""
+    raw: dict[str, Any] = {}
+    names = ([f.name for f in fields(schema)] if is_dataclass(schema)
+             else list(schema.model_fields))
+    for name in names:
+        key = f"{prefix}{name}"
+        nested = getattr(schema, "model_fields", {}).get(name)
+        kind = nested.annotation if nested is not None else None
+        if is_dataclass(kind):
+            sub = schema_values(values, kind, f"{key}_")
+            if sub:
+                raw[name] = sub
+        elif values.get(key) is not None:
+            raw[name] = values[key]
+    return raw
+
+
+GRID = ("learning_rate", "weight_decay")
+
+
+def grid_points(lrs: list[float], wds: list[float], raw: dict[str, Any]
+                ) -> list[DistillConfig]:
+    """One checked configuration per (learning rate, weight decay) point."""
+    default = DistillConfig()
+    points = itertools.product(lrs or [default.learning_rate], wds or [default.weight_decay])
+    where = "bench lavic distill"
+    configs = []
+    for lr, wd in points:
+        values = {**raw, "learning_rate": lr, "weight_decay": wd}
+        if "lora" in values:
+            values["lora"] = {**vars(default.lora), **values["lora"]}
+        configs.append(validate(DistillConfig, values, where))
+    return configs
+
+
+def point_name(config: DistillConfig) -> str:
+    return f"lr{config.learning_rate:g}-wd{config.weight_decay:g}"
+
+
+def run_distill(descriptions: Path, out: Path, model_path: Path | None, model: str,
+                lr: list[float] | None, wd: list[float] | None, **options: Any) -> None:
+    """Stage 1 once, or once per grid point under OUT/grid/ with the best point's adapter
+    copied to OUT/adapter and every point's perplexity in OUT/result.json."""
+    from transformers import AutoTokenizer, LlavaNextForConditionalGeneration
+
+    from lavic.data import read_descriptions
+    from lavic.distill import distill
+
+    configs = grid_points(lr or [], wd or [], schema_values(options, DistillConfig))
+    train, valid, header = read_descriptions(descriptions, configs[0].images_per_item)
+    source = model_source(model_path, model)
+    identity = weights_identity(source) or source
+
+    def one(config: DistillConfig, folder: Path) -> dict[str, Any]:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            base = LlavaNextForConditionalGeneration.from_pretrained(source)
+        except (OSError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BenchError(f"cannot load the model: {first}", where=source,
+                             hint="pass --model-path DIR (`bench lavic tiny --out DIR`)") from None
+        typer.echo(f"stage 1 {point_name(config)}: {len(train)} training, {len(valid)} "
+                   f"validation images -> {folder}", err=True)
+        return distill(base, tokenizer, train, valid, folder, config, base_identity=identity)
+
+    if len(configs) == 1:
+        result = one(configs[0], out)
+    else:
+        write_spec(out, {"stage": "distill-grid", "base": identity, "descriptions": header,
+                         "points": [c.model_dump(mode="json") for c in configs]})
+        runs = {point_name(c): one(c, out / "grid" / point_name(c)) for c in configs}
+        best = min(runs, key=lambda name: runs[name]["best_perplexity"])
+        staged = out / f".{ADAPTER_DIR}.tmp"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(out / "grid" / best / ADAPTER_DIR, staged)
+        shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+        staged.rename(out / ADAPTER_DIR)
+        result = {**runs[best], "best_point": best,
+                  "grid": {name: r["best_perplexity"] for name, r in runs.items()}}
+        write_json_atomic(out / "result.json", result)
+    typer.echo(f"best validation perplexity {result['best_perplexity']:.4g}; adapter in "
+               f"{out / ADAPTER_DIR}")
+
+
+def distill_command() -> Any:
+    """``run_distill`` with one ``--option`` per DistillConfig field (the one schema)."""
+
+    @user_errors
+    def command(**values: Any) -> None:
+        run_distill(**values)
+
+    fixed = [
+        inspect.Parameter("descriptions", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
+            Path, typer.Option(help="A describe output folder or its descriptions.json.")]),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Out),
+        inspect.Parameter("model_path", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=ModelPath),
+        inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, default=REAL_MODEL_ID,
+                          annotation=ModelName),
+        inspect.Parameter("lr", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=(
+            Annotated[list[float] | None, typer.Option(help="Learning rate; repeat for a grid "
+                                                       "(default 5e-5).")])),
+        inspect.Parameter("wd", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=(
+            Annotated[list[float] | None, typer.Option(help="Weight decay; repeat for a grid "
+                                                       "(default 1e-5).")])),
+    ]
+    params = fixed + schema_parameters(DistillConfig, skip=GRID)
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = ("Stage 1: LoRA on the vision tower and projector learns to let the "
+                       "frozen LLM rewrite each description from `views` [CLS] embeddings.")
+    return command
+
+
+app.command("distill")(distill_command())
