@@ -135,14 +135,21 @@ def token_nll(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: in
     """Per-example summed negative log-likelihood of the labelled tokens, and their counts.
 
     The LLM runs through ``wrapped`` (the data-parallel wrapper, when there is one) so that
-    gradients are synchronised; logits are computed only at positions that predict a label.
+    gradients are synchronised.
     """
     views = view_embeddings(model, inputs["pixels"], layer=layer)
     embeds = spliced_inputs(model, inputs["input_ids"], views)
-    target = inputs["labels"][:, 1:]
+    return labelled_nll(wrapped or model, embeds, inputs["attention_mask"], inputs["labels"])
+
+
+def labelled_nll(forward: torch.nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row summed NLL of the labelled tokens given input embeddings, and their counts;
+    logits are computed only at positions that predict a label."""
+    target = labels[:, 1:]
     positions = (target != IGNORE).any(dim=0).nonzero()[:, 0]
-    logits = (wrapped or model)(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
-                                logits_to_keep=positions, use_cache=False).logits
+    logits = forward(inputs_embeds=embeds, attention_mask=attention_mask,
+                     logits_to_keep=positions, use_cache=False).logits
     target = target[:, positions]
     keep = target != IGNORE
     per_token = F.cross_entropy(logits[keep].float(), target[keep], reduction="none")
@@ -165,8 +172,7 @@ class DistillTrainer(Trainer):
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
                      return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
-        inner = self.accelerator.unwrap_model(model)
-        nll, count = token_nll(inner, inputs, self.vision_layer, wrapped=model)
+        nll, count = self.nll(self.accelerator.unwrap_model(model), inputs, model)
         if num_items_in_batch is None:  # Trainer then divides by the accumulation steps
             loss = nll.sum() / count.sum().clamp(min=1)
         else:  # the token count of all accumulated (and, averaged, all processes') batches
@@ -177,6 +183,11 @@ class DistillTrainer(Trainer):
             return loss, {"loss": loss, "nll": torch.stack([nll.detach(), count], dim=-1)}
         return loss
 
+    def nll(self, inner: torch.nn.Module, inputs: dict[str, torch.Tensor],
+            wrapped: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example (NLL, labelled tokens) of a batch; ``wrapped`` runs the LLM."""
+        return token_nll(inner, inputs, self.vision_layer, wrapped=wrapped)
+
 
 def perplexity(prediction: EvalPrediction) -> dict[str, float]:
     """exp(total NLL / total tokens) over the whole validation set."""
@@ -185,7 +196,8 @@ def perplexity(prediction: EvalPrediction) -> dict[str, float]:
     return {"perplexity": math.exp(pairs[:, 0].sum() / tokens) if tokens else math.inf}
 
 
-def training_arguments(out: Path, config: DistillConfig) -> TrainingArguments:
+def training_arguments(out: Path, config: DistillConfig, *, metric: str = "perplexity",
+                       greater: bool = False) -> TrainingArguments:
     every = "epoch" if config.eval_steps is None else "steps"
     return TrainingArguments(
         output_dir=str(out), seed=config.seed, data_seed=config.seed,
@@ -197,8 +209,8 @@ def training_arguments(out: Path, config: DistillConfig) -> TrainingArguments:
         num_train_epochs=config.epochs, max_steps=config.max_steps,
         eval_strategy=every, save_strategy=every,
         eval_steps=config.eval_steps, save_steps=config.eval_steps,
-        load_best_model_at_end=True, metric_for_best_model="perplexity",
-        greater_is_better=False, save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model=metric,
+        greater_is_better=greater, save_total_limit=2,
         label_names=["labels"], remove_unused_columns=False,
         bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
         logging_steps=1, report_to=[], dataloader_num_workers=0,
@@ -207,7 +219,7 @@ def training_arguments(out: Path, config: DistillConfig) -> TrainingArguments:
     )
 
 
-def write_spec(out: Path, spec: dict[str, Any]) -> None:
+def write_spec(out: Path, spec: dict[str, Any], what: str = "stage-1") -> None:
     """Record what this run is; refuse to resume a folder that holds a different run."""
     path = out / SPEC_FILE
     if path.is_file():
@@ -216,7 +228,7 @@ def write_spec(out: Path, spec: dict[str, Any]) -> None:
         except (OSError, ValueError):
             old = None
         if old != spec:
-            raise BenchError("the output folder holds a different stage-1 run", where=str(path),
+            raise BenchError(f"the output folder holds a different {what} run", where=str(path),
                              hint="use a new output folder or delete this one")
         return
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,265 @@
+"""Stage 2, recommendation fine-tuning: answer the Table 11 prompt with the ground truth's ID.
+
+The stage-1 adapter is merged into the base weights and the whole vision side, projector
+included, stays frozen; LoRA adapts the LLM's attention and MLP projections only. Every
+candidate image's view embeddings are computed once into the view cache
+(:mod:`lavic.viewcache`) before training, so training reads rows and never runs the vision
+tower. The prompt is the harness's own (:mod:`lavic.recprompt`: exactly what the ``lavic``
+generator feeds); the loss covers the ID tokens and end-of-sequence only. Training is
+transformers' ``Trainer`` (checkpoints, resume, accumulation, bf16, gradient checkpointing,
+data-parallel as in stage 1); the epoch kept is the one with the best validation HR@1 from
+scoring the candidates' IDs (the authors' validation loss is NaN), not the lowest loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from baselines.generators.scoring import score_continuations
+from bench.data.schema import Item, Split
+from bench.errors import BenchError
+from lavic import checkpoint
+from lavic.distill import (
+    IGNORE,
+    DistillConfig,
+    DistillTrainer,
+    labelled_nll,
+    training_arguments,
+    write_spec,
+)
+from lavic.embed import llava, spliced_inputs
+from lavic.examples import finetune_examples
+from lavic.lora import stage2
+from lavic.recprompt import RecPrompt
+from lavic.viewcache import ViewCache
+from lavic.views import ViewMaker
+
+Variant = Literal["lavic", "no-images", "no-distill"]
+METRIC = "hr@1"
+
+
+class FinetuneConfig(DistillConfig):
+    """Stage-2 settings: stage 1's training defaults, the paper's 2K input limit, and the
+    variant (``lavic``; ``no-images``: titles only; ``no-distill``: views from the base vision
+    side)."""
+
+    variant: Variant = "lavic"
+    images_per_item: int = Field(1, ge=1, le=1)  # the release ships each item's first image
+    candidates: int = Field(10, gt=0)
+    max_length: int = Field(2048, gt=0)
+    embed_batch_size: int = Field(16, gt=0)
+
+
+@dataclass(frozen=True)
+class RecSample:
+    """One (conversation, ground truth) pair with its candidates, ground truth included."""
+
+    conversation: str
+    candidates: tuple[Item, ...]
+    target: str
+
+
+def samples(split: Split, retrieved: Mapping[str, Sequence[str]], *, k: int = 10,
+            seed: int = 0) -> list[RecSample]:
+    """:func:`lavic.examples.finetune_examples` as prompts' inputs (items, conversation)."""
+    contexts = {c.id: c.context for c in split.conversations}
+    out = []
+    for ex in finetune_examples(split, retrieved, k=k, seed=seed):
+        items = tuple(split.catalog.get(a) or Item(asin=a, title="") for a in ex.candidates)
+        out.append(RecSample(contexts[ex.conversation_id], items, ex.target))
+    return out
+
+
+class Encoder:
+    """Samples -> training rows (ids, labels, image keys) through one :class:`RecPrompt`."""
+
+    def __init__(self, coder: RecPrompt, cache: ViewCache | None) -> None:
+        self.coder, self.cache = coder, cache
+
+    def keys(self, sample: RecSample) -> list[bytes]:
+        if self.cache is None:
+            return []
+        return [self.cache.key_of(item.image_path) for item in sample.candidates]
+
+    def row(self, sample: RecSample) -> dict[str, Any]:
+        answer = self.coder.answer(sample.target)
+        prompt, _ = self.coder.encode(sample.conversation, sample.candidates, len(answer))
+        return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
+                "images": self.keys(sample)}
+
+    def scoring(self, sample: RecSample) -> tuple[list[int], list[list[int]], list[bytes]]:
+        """(prompt ids, each candidate's answer ids, image keys) for validation HR@1."""
+        answers = [self.coder.answer(item.asin) for item in sample.candidates]
+        prompt, _ = self.coder.encode(sample.conversation, sample.candidates,
+                                      max(map(len, answers)))
+        return prompt, answers, self.keys(sample)
+
+
+def rows_hash(rows: Sequence[dict[str, Any]]) -> str:
+    """One hash over every training row: prompt words, tokenizer, images, answers."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row["input_ids"], row["labels"],
+                                  [k.hex() for k in row["images"]]]).encode())
+    return digest.hexdigest()
+
+
+class Collator:
+    """Right-pads a batch and reads its candidates' view embeddings from the cache."""
+
+    def __init__(self, pad_id: int, cache: ViewCache | None, views: int, hidden: int) -> None:
+        self.pad_id, self.cache = pad_id, cache
+        self.empty = torch.zeros(0, views, hidden)
+
+    def views(self, keys: list[bytes]) -> torch.Tensor:
+        return self.cache.read(keys) if self.cache is not None and keys else self.empty
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(row["input_ids"]) for row in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, row in enumerate(batch):
+            n = len(row["input_ids"])
+            input_ids[i, :n], labels[i, :n] = torch.tensor(row["input_ids"]), torch.tensor(
+                row["labels"])
+            mask[i, :n] = 1
+        keys = [k for row in batch for k in row["images"]]
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
+                "views": self.views(keys)}
+
+
+class FinetuneTrainer(DistillTrainer):
+    """Loss on the spliced prompt; evaluation is HR@1 by scoring each candidate's ID + EOS."""
+
+    def __init__(self, *args: Any, scoring: list[tuple[list[int], list[list[int]],
+                                                         list[bytes]]],
+                 collator: Collator, targets: list[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scoring, self.collator, self.targets = scoring, collator, targets
+
+    def nll(self, inner: torch.nn.Module, inputs: dict[str, torch.Tensor],
+            wrapped: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds = spliced_inputs(inner, inputs["input_ids"], inputs["views"])
+        return labelled_nll(wrapped, embeds, inputs["attention_mask"], inputs["labels"])
+
+    @torch.no_grad()
+    def hit_rate(self) -> float:
+        model = self.model
+        was_training = model.training
+        model.eval()
+        device = self.args.device
+        hits = 0
+        try:
+            for (prompt, answers, keys), target in zip(self.scoring, self.targets, strict=True):
+                ids = torch.tensor([prompt], device=device)
+                views = self.collator.views(keys).to(device)
+                embeds = spliced_inputs(model, ids, views)
+                fed = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(ids)}
+                logprobs = score_continuations(model, fed, answers).logprobs
+                hits += max(range(len(answers)), key=logprobs.__getitem__) == target
+        finally:
+            model.train(was_training)
+        return hits / max(len(self.targets), 1)
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = {f"{metric_key_prefix}_{METRIC}": self.hit_rate()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
+                                                         metrics)
+        return metrics
+
+
+def _check_variant(config: FinetuneConfig, stage1: Path | None) -> None:
+    if config.variant == "lavic" and stage1 is None:
+        raise BenchError("variant lavic needs the stage-1 output folder", where="lavic finetune",
+                         hint="pass --stage1 DIR, or use variant no-distill")
+    if config.variant != "lavic" and stage1 is not None:
+        raise BenchError(f"variant {config.variant} takes no stage-1 adapter",
+                         where="lavic finetune", hint="leave out --stage1")
+
+
+def _refuse_new_stage1(out: Path, stage1: str) -> None:
+    """A folder fine-tuned on another stage 1 is never resumed on this one."""
+    if not (out / checkpoint.SPEC_FILE).is_file():
+        return
+    old = checkpoint.read_spec(out, "finetune").get("stage1")
+    if old != stage1:
+        raise BenchError(
+            f"stage 1 changed since this stage-2 run (was {str(old)[:12]}, now {stage1[:12]})",
+            where=str(out), hint="fine-tune into a new output folder")
+
+
+def finetune(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    train: Sequence[RecSample],
+    valid: Sequence[RecSample],
+    out: Path,
+    config: FinetuneConfig = FinetuneConfig(),
+    *,
+    stage1: Path | None = None,
+    cache_dir: Path,
+    base_identity: str = "",
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Train stage 2 into ``out`` (resuming its last checkpoint if any) on ``model`` (the base
+    weights) plus the stage-1 run in ``stage1``; the best adapter by validation HR@1 is saved
+    under ``out/adapter``. Returns the spec plus the best HR@1 and checkpoint."""
+    if not train or not valid:
+        raise BenchError("stage 2 needs training and validation conversations",
+                         where="lavic finetune", hint="check the splits and candidate lists")
+    _check_variant(config, stage1)
+    stage1_id = checkpoint.stage1_hash(stage1)
+    _refuse_new_stage1(out, stage1_id)
+    if stage1 is not None:
+        model = checkpoint.merge_adapter(model, stage1 / checkpoint.ADAPTER_DIR)
+    base = llava(model)
+    hidden = int(base.config.text_config.hidden_size)
+    images = config.variant != "no-images"
+    cache = None
+    if images:
+        cache = ViewCache(cache_dir, base=base_identity, stage1=stage1_id,
+                          views=ViewMaker(base.config, config.views), layer=config.vision_layer,
+                          hidden=hidden)
+        cache.fill_paths(model, (i.image_path for s in (*train, *valid) for i in s.candidates),
+                         config.embed_batch_size)
+    placeholder = tokenizer.convert_ids_to_tokens(base.config.image_token_index)
+    coder = RecPrompt(tokenizer, placeholder, config.views * images, config.max_length)
+    encoder = Encoder(coder, cache)
+    train_rows, valid_rows = [encoder.row(s) for s in train], [encoder.row(s) for s in valid]
+    spec = {"stage": "finetune", "base": base_identity, "stage1": stage1_id,
+            "config": config.model_dump(mode="json"), "train": rows_hash(train_rows),
+            "valid": rows_hash(valid_rows)}
+    write_spec(out, spec, what="stage-2")
+    checkpoint.keep_stage1(stage1, out)
+    set_seed(config.seed)  # LoRA's initial weights
+    peft_model = stage2(model, config.lora)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
+        tokenizer.eos_token_id
+    collator = Collator(pad, cache, config.views, hidden)
+    trainer = FinetuneTrainer(
+        model=peft_model, args=training_arguments(out, config, metric=METRIC, greater=True),
+        data_collator=collator, train_dataset=train_rows, eval_dataset=valid_rows,
+        callbacks=list(callbacks), vision_layer=config.vision_layer,
+        scoring=[encoder.scoring(s) for s in valid], collator=collator,
+        targets=[[i.asin for i in s.candidates].index(s.target) for s in valid])
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)))
+    trainer.save_model(str(out / checkpoint.ADAPTER_DIR))
+    state = trainer.state
+    result = {**spec, "best_hr@1": state.best_metric,
+              "best_checkpoint": Path(state.best_model_checkpoint or "").name}
+    if trainer.is_world_process_zero():
+        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result

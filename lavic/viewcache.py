@@ -1,0 +1,84 @@
+"""Each item image's view embeddings, computed once and read from disk afterwards.
+
+Stage 2 freezes the whole vision side, so an image's ``views`` vectors never change during
+fine-tuning or inference: they are computed once (eval mode, no gradient) with the vision side
+that stage 2 uses -- the base model with the stage-1 adapter merged, or the base alone for the
+``no-distill`` variant -- and kept in an :class:`~bench.cache.ArrayCache`. The cache key names
+the producer exactly: base weights, stage-1 adapter hash (``none`` without one), the view
+maker's processor settings and the vision layer; rows are keyed by the image file's sha256.
+Training and inference only read rows, so neither runs the vision tower.
+
+A candidate without a usable image is shown as the authors' white 336 px square
+(``bench.images`` decides what is unusable); all such candidates share one row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from baselines.generators.hf import load_image
+from bench.cache import ArrayCache
+from lavic.embed import embed_images
+from lavic.views import ViewMaker
+
+NO_STAGE1 = "none"
+MISSING = b"missing-image:white-square"  # the row of every candidate without a usable image
+CACHE_DIR = "lavic-views"
+
+
+def image_key(data: bytes) -> bytes:
+    """The row key of an image file's bytes (``b""``: no usable image)."""
+    return hashlib.sha256(data).digest() if data else MISSING
+
+
+class ViewCache:
+    """``(views, llm_hidden)`` float32 rows, one per distinct image, for one vision side."""
+
+    def __init__(self, root: Path, *, base: str, stage1: str, views: ViewMaker, layer: int,
+                 hidden: int) -> None:
+        self.views, self.layer, self.hidden = views, layer, hidden
+        self.settings = {"base": base, "stage1": stage1, "layer": layer,
+                         "views": views.settings()}
+        key = "lavic-views;" + json.dumps(self.settings, sort_keys=True)
+        self.store = ArrayCache(Path(root) / CACHE_DIR, key)
+        self._paths: dict[Path | None, bytes] = {}
+
+    def fill(self, model: torch.nn.Module, images: dict[bytes, Image.Image],
+             batch_size: int = 16) -> int:
+        """Embed the images whose key has no row yet; returns how many were computed."""
+        keys = list(images)
+        todo = [keys[i] for i in self.store.missing(keys)]
+        if todo:
+            rows = embed_images(model, [images[k] for k in todo], self.views,
+                                layer=self.layer, batch_size=batch_size, dtype=torch.float32)
+            self.store.write(todo, rows)
+        return len(todo)
+
+    def fill_paths(self, model: torch.nn.Module, paths: Iterable[Path | None],
+                   batch_size: int = 16) -> int:
+        """:meth:`fill` for image files (each decoded once per process), e.g. a catalog."""
+        images: dict[bytes, Image.Image] = {}
+        for path in dict.fromkeys(paths):
+            if path in self._paths:
+                continue
+            image, data = load_image(path)
+            key = self._paths[path] = image_key(data)
+            images.setdefault(key, image)
+        return self.fill(model, images, batch_size)
+
+    def key_of(self, path: Path | None) -> bytes:
+        """The row key of an image file given to :meth:`fill_paths` before."""
+        return self._paths[path]
+
+    def read(self, keys: list[bytes]) -> torch.Tensor:
+        """``(len(keys), views, llm_hidden)``; every key must have been filled."""
+        if not keys:
+            return torch.zeros(0, self.views.views, self.hidden)
+        return self.store.read(keys)
+
