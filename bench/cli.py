@@ -88,6 +88,8 @@ def run(
                                             "config.")] = False,
     model_path: Annotated[Path | None, typer.Option(help="Local weights folder for the "
                                                     "model(s).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Fine-tuned checkpoint folder for "
+                                                    "the model(s) (bench lavic finetune).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for the "
                                                  "model(s).")] = None,
     model_name: Annotated[str | None, typer.Option(help="The model id the OpenAI-compatible "
@@ -128,6 +130,7 @@ def run(
         data_dir=data_dir,
     )
     generator_settings = {"model_path": str(model_path) if model_path else None,
+                          "checkpoint": str(checkpoint) if checkpoint else None,
                           "base_url": base_url, "model": model_name}
     spec = cfg.with_generator_options(spec, generator_settings)
     orders.check(permutations, spec)

@@ -106,6 +106,9 @@ def lookup(retriever: str, setting: str, method: str, domain: str) -> ReportedRo
 
 
 IMAGE_SUFFIX = "+img"  # registered image variants of generators, e.g. "llava-1.6+img"
+#: Generator names whose paper rows carry another method name (Table 7's LaViC ablations).
+METHOD_ALIASES = {"lavic-no-images": "lavic-wo-images",
+                  "lavic-no-distill": "lavic-wo-distillation"}
 
 
 def matching(retriever: str, model: str) -> tuple[ReportedRow, ...]:
@@ -118,6 +121,7 @@ def matching(retriever: str, model: str) -> tuple[ReportedRow, ...]:
     candidates = CANDIDATE_ALIASES.get(retriever, retriever)
     method, images = (model[: -len(IMAGE_SUFFIX)], True) if model.endswith(IMAGE_SUFFIX) else (
         model, False)
+    method = METHOD_ALIASES.get(method, method)
     rows = [
         r
         for r in unique(reported())

@@ -86,6 +86,13 @@ def test_matching() -> None:
     assert {(r.setting, r.method) for r in with_images} == {("title+image", "llava-1.6")}
     assert paper.matching("dataset:st", "none") == ()
     assert paper.matching("sbert", "unknown-model") == ()
+    # LaViC's named configurations sit next to the paper's Table 7 / 8 rows.
+    for model, method in (("lavic-no-images", "lavic-wo-images"),
+                          ("lavic-no-distill", "lavic-wo-distillation"),
+                          ("lavic-entire-tokens", "lavic-entire-tokens"),
+                          ("lavic-combined", "lavic-combined")):
+        rows = paper.matching("dataset:st", model)
+        assert len(rows) == 3 and {r.method for r in rows} == {method}
 
 
 def test_reported_csv_is_found_from_the_package() -> None:

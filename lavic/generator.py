@@ -1,0 +1,157 @@
+"""The ``lavic`` generator: a fine-tuned checkpoint answering the harness's prompt, each
+candidate image as ``views`` embeddings read from the view cache.
+
+``bench run --model lavic --checkpoint DIR`` (or ``checkpoint = "DIR"`` in
+``[generators.lavic]``); the base weights are ``model_path`` or the real
+``llava-hf/llava-v1.6-mistral-7b-hf``, and must be the ones the checkpoint was trained on.
+Both decodings of every local generator work (``generate`` with the paper's parser, ``score``
+over the candidates' IDs). The prompt ids are exactly those stage 2 trained on
+(:class:`lavic.recprompt.RecPrompt`), and an image without a cached row is embedded once with
+the checkpoint's own vision side and stored. The named configurations are the paper's
+ablations (Tables 7 and 8): each refuses a checkpoint trained as another variant.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from pydantic import Field
+from transformers import AutoConfig, AutoTokenizer, LlavaNextForConditionalGeneration
+
+from baselines.generators.hf import HFGenerator, HFOptions, Rendered, Settings, Source, load
+from bench.context import BuildContext
+from bench.errors import BenchError
+from bench.options import takes
+from lavic import checkpoint
+from lavic.arch import REAL_MODEL_ID
+from lavic.embed import spliced_inputs
+from lavic.recprompt import RecPrompt
+from lavic.viewcache import ViewCache, image_key
+from lavic.views import ViewMaker
+
+#: generator name -> the stage-2 variant it runs
+VARIANTS = {"lavic": "lavic", "lavic-no-images": "no-images", "lavic-no-distill": "no-distill",
+            "lavic-combined": "lavic"}
+
+
+class LavicOptions(HFOptions):
+    """``[generators.lavic]``: every local generator's options plus the checkpoint."""
+
+    checkpoint: str | None = Field(None, description="the `bench lavic finetune` output folder")
+
+
+class LavicGenerator(HFGenerator):
+    """An :class:`HFGenerator` whose rendering is stage 2's and whose image slots are view
+    embeddings spliced in through the ``prompt_embeds`` seam."""
+
+    def __init__(self, name: str, source: Source, settings: Settings, weights: Any,
+                 config: Any, tokenizer: Any, coder: RecPrompt, cache: ViewCache | None,
+                 folder: Path) -> None:
+        self.templater = self.tokenizer = tokenizer
+        self.fallback = "{prompt}"
+        self.coder, self.cache = coder, cache
+        super().__init__(name, source, settings, weights, config)
+        self.max_length = settings.max_length or coder.max_length  # stage 2's input limit
+        self.identity += f"|{checkpoint.identity(folder)}"
+        if cache is not None:
+            self.identity += f"|views={cache.store.key}"
+
+    def chat(self, text: str) -> str:
+        return self.coder.chat(text)
+
+    def add_special_tokens(self, chat_text: str) -> bool:
+        return self.coder.add_special_tokens(chat_text)
+
+    def sanitize(self, text: str) -> str:
+        return self.coder.sanitize(text)
+
+    def format_slots(self, text: str) -> str:
+        return self.coder.format_slots(text)
+
+    def image_tokens(self, images: Sequence[Image.Image]) -> list[int]:
+        return [1 for _ in images]  # the slots are counted in the text already
+
+    def encode(self, texts: list[str], images: list[Image.Image]) -> Mapping[str, torch.Tensor]:
+        return self.tokenizer(texts, padding=True, return_tensors="pt",
+                              add_special_tokens=self.add_special_tokens(texts[0]))
+
+    def prompt_embeds(self, rendered: Sequence[Rendered],
+                      inputs: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        if self.cache is None:
+            return None
+        keys, fresh = [], {}
+        for r in rendered:
+            for image, data in zip(r.images, r.image_bytes, strict=True):
+                keys.append(image_key(data))
+                fresh.setdefault(keys[-1], image)
+        self.cache.fill(self.model, fresh)
+        views = self.cache.read(keys).to(self.settings.device, self.settings.dtype)
+        return spliced_inputs(self.model, inputs["input_ids"], views)
+
+
+def load_weights(source: Source, settings: Settings, folder: Path) -> torch.nn.Module:
+    """The base weights with both adapters merged (the vision side included, so rows the
+    cache lacks are embedded by the same vision side stage 2 read)."""
+    base = load(LlavaNextForConditionalGeneration, source, dtype=settings.dtype,
+                device_map=str(settings.device))
+    return checkpoint.load_finetuned(base, folder)[0]
+
+
+def _build(ctx: BuildContext, name: str) -> LavicGenerator:
+    table = ctx.where or f"[generators.{name}]"
+    opts = ctx.parse(LavicOptions, table)
+    if not opts.checkpoint:
+        raise BenchError(f"{name} needs a fine-tuned checkpoint", where=f"{table} checkpoint",
+                         hint="pass --checkpoint DIR (the output folder of `bench lavic "
+                         "finetune`)")
+    folder = Path(opts.checkpoint)
+    spec = checkpoint.read_spec(folder, "finetune")
+    variant = VARIANTS[name]
+    if spec["config"]["variant"] != variant:
+        raise BenchError(f"{folder} was fine-tuned as variant {spec['config']['variant']!r}, "
+                         f"not {variant!r}", where=f"{table} checkpoint",
+                         hint="use the generator named after its variant (see `bench ls`)")
+    images = variant != "no-images"
+    plain = {k: v for k, v in ctx.options.items() if k != "checkpoint"}
+    settings = Settings.from_context(replace(ctx, options={**plain, "images": images}), name,
+                                     vision=True)
+    source = Source.locate(ctx, name, REAL_MODEL_ID)
+    trained_on = str(spec.get("base") or "").rpartition("@")[2]
+    if trained_on and source.fingerprint().rpartition("@")[2] != trained_on:
+        raise BenchError(f"{folder} was fine-tuned on other base weights than {source.path}",
+                         where=f"{table} model_path",
+                         hint="point model_path at the weights stage 2 was trained on")
+    config = load(AutoConfig, source)
+    tokenizer = load(AutoTokenizer, source)
+    trained = spec["config"]
+    placeholder = tokenizer.convert_ids_to_tokens(config.image_token_index)
+    coder = RecPrompt(tokenizer, placeholder, trained["views"] * images, trained["max_length"])
+    cache = None
+    if images:
+        cache = ViewCache(ctx.cache_dir, base=spec["base"], stage1=spec["stage1"],
+                          views=ViewMaker(config, trained["views"]),
+                          layer=trained["vision_layer"],
+                          hidden=int(config.text_config.hidden_size))
+    weights = functools.partial(load_weights, source, settings, folder)
+    return LavicGenerator(name, source, settings, weights, config, tokenizer, coder, cache,
+                          folder)
+
+
+def _factory(name: str) -> Any:
+    @takes(LavicOptions)
+    def build(ctx: BuildContext) -> LavicGenerator:
+        return _build(ctx, name)
+
+    return build
+
+
+build_lavic = _factory("lavic")
+build_no_images = _factory("lavic-no-images")
+build_no_distill = _factory("lavic-no-distill")
+build_combined = _factory("lavic-combined")
