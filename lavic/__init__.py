@@ -13,6 +13,9 @@ GENERATORS = {
                         "LaViC ablation: titles only, same fine-tuning (--checkpoint DIR)"),
     "lavic-no-distill": ("lavic.generator:build_no_distill",
                          "LaViC ablation: view embeddings without stage 1 (--checkpoint DIR)"),
+    "lavic-entire-tokens": ("lavic.generator:build_entire_tokens",
+                            "LaViC ablation: all of LLaVA's image tokens per image "
+                            "(--checkpoint DIR)"),
     "lavic-combined": ("lavic.generator:build_combined",
                        "LaViC fine-tuned once over all domains, Table 8 (--checkpoint DIR)"),
 }

@@ -39,19 +39,20 @@ from lavic.distill import (
 )
 from lavic.embed import llava, spliced_inputs
 from lavic.examples import finetune_examples
+from lavic.fulltokens import FullTokens, TokenCache
 from lavic.lora import stage2
 from lavic.recprompt import RecPrompt
-from lavic.viewcache import ViewCache
-from lavic.views import ViewMaker
+from lavic.viewcache import ImageRows, ViewCache
+from lavic.views import DEFAULT_VIEWS, ViewMaker
 
-Variant = Literal["lavic", "no-images", "no-distill"]
+Variant = Literal["lavic", "no-images", "no-distill", "entire-tokens"]
 METRIC = "hr@1"
 
 
 class FinetuneConfig(DistillConfig):
     """Stage-2 settings: stage 1's training defaults, the paper's 2K input limit, and the
     variant (``lavic``; ``no-images``: titles only; ``no-distill``: views from the base vision
-    side)."""
+    side; ``entire-tokens``: LLaVA's own image tokens, :mod:`lavic.fulltokens`)."""
 
     variant: Variant = "lavic"
     images_per_item: int = Field(1, ge=1, le=1)  # the release ships each item's first image
@@ -83,7 +84,7 @@ def samples(split: Split, retrieved: Mapping[str, Sequence[str]], *, k: int = 10
 class Encoder:
     """Samples -> training rows (ids, labels, image keys) through one :class:`RecPrompt`."""
 
-    def __init__(self, coder: RecPrompt, cache: ViewCache | None) -> None:
+    def __init__(self, coder: RecPrompt, cache: ImageRows | None) -> None:
         self.coder, self.cache = coder, cache
 
     def keys(self, sample: RecSample) -> list[bytes]:
@@ -91,18 +92,23 @@ class Encoder:
             return []
         return [self.cache.key_of(item.image_path) for item in sample.candidates]
 
+    def prompt(self, sample: RecSample, room: int) -> tuple[list[int], list[bytes]]:
+        keys = self.keys(sample)
+        counts = ([self.cache.counts[k] for k in keys] if isinstance(self.cache, TokenCache)
+                  else None)
+        return self.coder.encode(sample.conversation, sample.candidates, room, counts)[0], keys
+
     def row(self, sample: RecSample) -> dict[str, Any]:
         answer = self.coder.answer(sample.target)
-        prompt, _ = self.coder.encode(sample.conversation, sample.candidates, len(answer))
+        prompt, keys = self.prompt(sample, len(answer))
         return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
-                "images": self.keys(sample)}
+                "images": keys}
 
     def scoring(self, sample: RecSample) -> tuple[list[int], list[list[int]], list[bytes]]:
         """(prompt ids, each candidate's answer ids, image keys) for validation HR@1."""
         answers = [self.coder.answer(item.asin) for item in sample.candidates]
-        prompt, _ = self.coder.encode(sample.conversation, sample.candidates,
-                                      max(map(len, answers)))
-        return prompt, answers, self.keys(sample)
+        prompt, keys = self.prompt(sample, max(map(len, answers)))
+        return prompt, answers, keys
 
 
 def rows_hash(rows: Sequence[dict[str, Any]]) -> str:
@@ -117,9 +123,9 @@ def rows_hash(rows: Sequence[dict[str, Any]]) -> str:
 class Collator:
     """Right-pads a batch and reads its candidates' view embeddings from the cache."""
 
-    def __init__(self, pad_id: int, cache: ViewCache | None, views: int, hidden: int) -> None:
+    def __init__(self, pad_id: int, cache: ImageRows | None, hidden: int) -> None:
         self.pad_id, self.cache = pad_id, cache
-        self.empty = torch.zeros(0, views, hidden)
+        self.empty = torch.zeros(0, 1, hidden)
 
     def views(self, keys: list[bytes]) -> torch.Tensor:
         return self.cache.read(keys) if self.cache is not None and keys else self.empty
@@ -181,7 +187,30 @@ class FinetuneTrainer(DistillTrainer):
         return metrics
 
 
+def slots(config: FinetuneConfig) -> int:
+    """Placeholders per image slot in the text (entire tokens: one, expanded per image)."""
+    return {"no-images": 0, "entire-tokens": 1}.get(config.variant, config.views)
+
+
+def image_rows(config: FinetuneConfig, model_config: Any, cache_dir: Path, *, base: str,
+               stage1: str, tokenizer: Any) -> ImageRows | None:
+    """The cache a variant reads its image vectors from (none for titles only)."""
+    hidden = int(model_config.text_config.hidden_size)
+    if config.variant == "no-images":
+        return None
+    if config.variant == "entire-tokens":
+        placeholder = tokenizer.convert_ids_to_tokens(model_config.image_token_index)
+        return TokenCache(cache_dir, base=base,
+                          full=FullTokens(model_config, tokenizer, placeholder), hidden=hidden)
+    return ViewCache(cache_dir, base=base, stage1=stage1,
+                     views=ViewMaker(model_config, config.views), layer=config.vision_layer,
+                     hidden=hidden)
+
+
 def _check_variant(config: FinetuneConfig, stage1: Path | None) -> None:
+    if config.variant == "entire-tokens" and config.views != DEFAULT_VIEWS:
+        raise BenchError("variant entire-tokens shows LLaVA's own image tokens, not views",
+                         where="lavic finetune", hint="leave views at its default")
     if config.variant == "lavic" and stage1 is None:
         raise BenchError("variant lavic needs the stage-1 output folder", where="lavic finetune",
                          hint="pass --stage1 DIR, or use variant no-distill")
@@ -227,17 +256,14 @@ def finetune(
         model = checkpoint.merge_adapter(model, stage1 / checkpoint.ADAPTER_DIR)
     base = llava(model)
     hidden = int(base.config.text_config.hidden_size)
-    images = config.variant != "no-images"
-    cache = None
-    if images:
-        cache = ViewCache(cache_dir, base=base_identity, stage1=stage1_id,
-                          views=ViewMaker(base.config, config.views), layer=config.vision_layer,
-                          hidden=hidden)
+    placeholder = tokenizer.convert_ids_to_tokens(base.config.image_token_index)
+    cache = image_rows(config, base.config, cache_dir, base=base_identity, stage1=stage1_id,
+                       tokenizer=tokenizer)
+    if cache is not None:
         cache.fill_paths(model, (i.image_path for s in (*train, *valid) for i in s.candidates),
                          config.embed_batch_size)
-    placeholder = tokenizer.convert_ids_to_tokens(base.config.image_token_index)
-    coder = RecPrompt(tokenizer, placeholder, config.views * images, config.max_length)
-    encoder = Encoder(coder, cache)
+    encoder = Encoder(RecPrompt(tokenizer, placeholder, slots(config), config.max_length),
+                      cache)
     train_rows, valid_rows = [encoder.row(s) for s in train], [encoder.row(s) for s in valid]
     spec = {"stage": "finetune", "base": base_identity, "stage1": stage1_id,
             "config": config.model_dump(mode="json"), "train": rows_hash(train_rows),
@@ -248,7 +274,7 @@ def finetune(
     peft_model = stage2(model, config.lora)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
         tokenizer.eos_token_id
-    collator = Collator(pad, cache, config.views, hidden)
+    collator = Collator(pad, cache, hidden)
     trainer = FinetuneTrainer(
         model=peft_model, args=training_arguments(out, config, metric=METRIC, greater=True),
         data_collator=collator, train_dataset=train_rows, eval_dataset=valid_rows,

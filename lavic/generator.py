@@ -31,13 +31,14 @@ from bench.options import takes
 from lavic import checkpoint
 from lavic.arch import REAL_MODEL_ID
 from lavic.embed import spliced_inputs
+from lavic.finetune import FinetuneConfig, image_rows, slots
+from lavic.fulltokens import TokenCache
 from lavic.recprompt import RecPrompt
-from lavic.viewcache import ViewCache, image_key
-from lavic.views import ViewMaker
+from lavic.viewcache import ImageRows, image_key
 
 #: generator name -> the stage-2 variant it runs
 VARIANTS = {"lavic": "lavic", "lavic-no-images": "no-images", "lavic-no-distill": "no-distill",
-            "lavic-combined": "lavic"}
+            "lavic-entire-tokens": "entire-tokens", "lavic-combined": "lavic"}
 
 
 class LavicOptions(HFOptions):
@@ -51,7 +52,7 @@ class LavicGenerator(HFGenerator):
     embeddings spliced in through the ``prompt_embeds`` seam."""
 
     def __init__(self, name: str, source: Source, settings: Settings, weights: Any,
-                 config: Any, tokenizer: Any, coder: RecPrompt, cache: ViewCache | None,
+                 config: Any, tokenizer: Any, coder: RecPrompt, cache: ImageRows | None,
                  folder: Path) -> None:
         self.templater = self.tokenizer = tokenizer
         self.fallback = "{prompt}"
@@ -75,9 +76,17 @@ class LavicGenerator(HFGenerator):
         return self.coder.format_slots(text)
 
     def image_tokens(self, images: Sequence[Image.Image]) -> list[int]:
-        return [1 for _ in images]  # the slots are counted in the text already
+        """Views are in the text already (one token each); full tokens vary per image."""
+        if isinstance(self.cache, TokenCache):
+            return [self.cache.full.count(image) for image in images]
+        return [1 for _ in images]
 
     def encode(self, texts: list[str], images: list[Image.Image]) -> Mapping[str, torch.Tensor]:
+        if isinstance(self.cache, TokenCache):  # each image's one placeholder -> its tokens
+            counts = iter(self.image_tokens(images))
+            texts = [self.coder.expand(text, [next(counts) for _ in
+                                              range(text.count(self.coder.placeholder))])
+                     for text in texts]
         return self.tokenizer(texts, padding=True, return_tensors="pt",
                               add_special_tokens=self.add_special_tokens(texts[0]))
 
@@ -131,13 +140,10 @@ def _build(ctx: BuildContext, name: str) -> LavicGenerator:
     tokenizer = load(AutoTokenizer, source)
     trained = spec["config"]
     placeholder = tokenizer.convert_ids_to_tokens(config.image_token_index)
-    coder = RecPrompt(tokenizer, placeholder, trained["views"] * images, trained["max_length"])
-    cache = None
-    if images:
-        cache = ViewCache(ctx.cache_dir, base=spec["base"], stage1=spec["stage1"],
-                          views=ViewMaker(config, trained["views"]),
-                          layer=trained["vision_layer"],
-                          hidden=int(config.text_config.hidden_size))
+    coder = RecPrompt(tokenizer, placeholder, slots(FinetuneConfig(**trained)),
+                      trained["max_length"])
+    cache = image_rows(FinetuneConfig(**trained), config, ctx.cache_dir, base=spec["base"],
+                       stage1=spec["stage1"], tokenizer=tokenizer)
     weights = functools.partial(load_weights, source, settings, folder)
     return LavicGenerator(name, source, settings, weights, config, tokenizer, coder, cache,
                           folder)
@@ -154,4 +160,5 @@ def _factory(name: str) -> Any:
 build_lavic = _factory("lavic")
 build_no_images = _factory("lavic-no-images")
 build_no_distill = _factory("lavic-no-distill")
+build_entire_tokens = _factory("lavic-entire-tokens")
 build_combined = _factory("lavic-combined")

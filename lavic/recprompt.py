@@ -61,17 +61,29 @@ class RecPrompt:
         return [*self.tokenizer(asin, add_special_tokens=False)["input_ids"],
                 self.tokenizer.eos_token_id]
 
-    def encode(self, conversation: str, items: Sequence[Item], room: int
-               ) -> tuple[list[int], bool]:
-        """(prompt ids, truncated): the prompt leaves ``room`` tokens for the answer."""
+    def expand(self, text: str, counts: Sequence[int]) -> str:
+        """Image ``i``'s single placeholder -> ``counts[i]`` of them (full image tokens)."""
+        parts = text.split(self.placeholder)
+        if len(parts) != len(counts) + 1:
+            raise ValueError(f"{len(parts) - 1} placeholders for {len(counts)} images")
+        return parts[0] + "".join(self.placeholder * n + part
+                                  for n, part in zip(counts, parts[1:], strict=True))
+
+    def encode(self, conversation: str, items: Sequence[Item], room: int,
+               counts: Sequence[int] | None = None) -> tuple[list[int], bool]:
+        """(prompt ids, truncated): the prompt leaves ``room`` tokens for the answer.
+        ``counts``: tokens per candidate image, when each has its own number (``slots`` 1)."""
         shown = [replace(i, title=self.sanitize(i.title)) for i in items]
+        extra = sum(counts) - len(counts) if counts is not None else 0
         built = table11.build(
             self.sanitize(conversation), shown, with_images=self.with_images,
-            count_tokens=lambda text: len(self.ids(self.chat(self.format_slots(text)))),
+            count_tokens=lambda text: len(self.ids(self.chat(self.format_slots(text)))) + extra,
             budget=self.max_length - room)
         if built.over_budget:
             raise BenchError(
                 f"the instruction and {len(items)} candidates leave no room for the "
                 f"conversation in {self.max_length} tokens", where="lavic prompt",
                 hint="raise max_length or show fewer candidates")
-        return self.ids(self.chat(self.format_slots(built.text))), built.truncated
+        text = self.chat(self.format_slots(built.text))
+        return self.ids(self.expand(text, counts) if counts is not None else text), \
+            built.truncated

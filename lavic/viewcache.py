@@ -37,28 +37,23 @@ def image_key(data: bytes) -> bytes:
     return hashlib.sha256(data).digest() if data else MISSING
 
 
-class ViewCache:
-    """``(views, llm_hidden)`` float32 rows, one per distinct image, for one vision side."""
+class ImageRows:
+    """What both image caches share: image files decoded once per process and keyed by the
+    sha256 of their bytes (or :data:`MISSING`); subclasses compute and store the rows."""
 
-    def __init__(self, root: Path, *, base: str, stage1: str, views: ViewMaker, layer: int,
-                 hidden: int) -> None:
-        self.views, self.layer, self.hidden = views, layer, hidden
-        self.settings = {"base": base, "stage1": stage1, "layer": layer,
-                         "views": views.settings()}
-        key = "lavic-views;" + json.dumps(self.settings, sort_keys=True)
-        self.store = ArrayCache(Path(root) / CACHE_DIR, key)
+    store: ArrayCache
+
+    def __init__(self) -> None:
         self._paths: dict[Path | None, bytes] = {}
 
     def fill(self, model: torch.nn.Module, images: dict[bytes, Image.Image],
              batch_size: int = 16) -> int:
-        """Embed the images whose key has no row yet; returns how many were computed."""
-        keys = list(images)
-        todo = [keys[i] for i in self.store.missing(keys)]
-        if todo:
-            rows = embed_images(model, [images[k] for k in todo], self.views,
-                                layer=self.layer, batch_size=batch_size, dtype=torch.float32)
-            self.store.write(todo, rows)
-        return len(todo)
+        """Compute the rows of the images whose key has none yet; returns how many."""
+        raise NotImplementedError
+
+    def read(self, keys: list[bytes]) -> torch.Tensor:
+        """The rows of ``keys`` as ``(vectors, views, llm_hidden)`` in key order."""
+        raise NotImplementedError
 
     def fill_paths(self, model: torch.nn.Module, paths: Iterable[Path | None],
                    batch_size: int = 16) -> int:
@@ -76,9 +71,30 @@ class ViewCache:
         """The row key of an image file given to :meth:`fill_paths` before."""
         return self._paths[path]
 
+
+class ViewCache(ImageRows):
+    """``(views, llm_hidden)`` float32 rows, one per distinct image, for one vision side."""
+
+    def __init__(self, root: Path, *, base: str, stage1: str, views: ViewMaker, layer: int,
+                 hidden: int) -> None:
+        super().__init__()
+        self.views, self.layer, self.hidden = views, layer, hidden
+        self.settings = {"base": base, "stage1": stage1, "layer": layer,
+                         "views": views.settings()}
+        key = "lavic-views;" + json.dumps(self.settings, sort_keys=True)
+        self.store = ArrayCache(Path(root) / CACHE_DIR, key)
+
+    def fill(self, model: torch.nn.Module, images: dict[bytes, Image.Image],
+             batch_size: int = 16) -> int:
+        keys = list(images)
+        todo = [keys[i] for i in self.store.missing(keys)]
+        if todo:
+            rows = embed_images(model, [images[k] for k in todo], self.views,
+                                layer=self.layer, batch_size=batch_size, dtype=torch.float32)
+            self.store.write(todo, rows)
+        return len(todo)
+
     def read(self, keys: list[bytes]) -> torch.Tensor:
-        """``(len(keys), views, llm_hidden)``; every key must have been filled."""
         if not keys:
             return torch.zeros(0, self.views.views, self.hidden)
         return self.store.read(keys)
-

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from transformers.trainer_utils import get_last_checkpoint
 
 from bench.errors import BenchError
 from bench.prompt import IMAGE_SLOT
 from lavic.checkpoint import adapter_hash, load_finetuned
-from lavic.embed import llava
-from lavic.finetune import Encoder, finetune
+from lavic.embed import embed_images, llava
+from lavic.finetune import Encoder, finetune, image_rows
+from lavic.fulltokens import TokenCache
 from lavic.recprompt import RecPrompt
 from lavic.viewcache import MISSING, ViewCache
 from lavic.views import ViewMaker
@@ -91,9 +93,6 @@ def test_the_cache_key_names_the_vision_side_and_missing_images_share_a_row(
     cache = kinds["none"]
     assert cache.fill_paths(model, [None, tmp_path / "absent.png", None]) == 1
     assert cache.key_of(None) == cache.key_of(tmp_path / "absent.png") == MISSING
-    from PIL import Image
-
-    from lavic.embed import embed_images
     white = embed_images(model, [Image.new("RGB", (336, 336), (255, 255, 255))], maker)
     assert torch.allclose(cache.read([MISSING]), white)
 
@@ -138,3 +137,32 @@ def test_a_changed_stage1_or_variant_mismatch_is_refused(tokenizer, data,
         finetune(model_for(tokenizer), tokenizer, train, valid, tmp_path / "x",
                  config.model_copy(update={"variant": "no-images"}), stage1=old,
                  cache_dir=tmp_path / "c")
+
+
+def test_entire_tokens_fill_each_image_own_count_of_slots(tokenizer, data,
+                                                           tmp_path: Path) -> None:
+    train, valid = data
+    config = FAST.model_copy(update={"variant": "entire-tokens", "max_steps": 2})
+    result = finetune(model_for(tokenizer), tokenizer, train, valid, tmp_path / "out", config,
+                      cache_dir=tmp_path / "cache")
+    assert result["config"]["variant"] == "entire-tokens"
+    model = model_for(tokenizer)
+    cache = image_rows(config, model.config, tmp_path / "cache", base="", stage1="none",
+                       tokenizer=tokenizer)
+    assert isinstance(cache, TokenCache)
+    sample = train[0]
+    assert cache.fill_paths(model, [i.image_path for i in sample.candidates]) == 0  # cached
+    counts = [cache.counts[cache.key_of(i.image_path)] for i in sample.candidates]
+    wide, tall = Image.new("RGB", (56, 40)), Image.new("RGB", (20, 100))
+    assert cache.full.count(wide) != cache.full.count(tall)  # any-resolution: size decides
+    assert [len(cache.full.embed(model, i)) for i in (wide, tall)] == [
+        cache.full.count(i) for i in (wide, tall)]
+    coder = RecPrompt(tokenizer, IMAGE, 1, max_length=900)
+    ids, keys = Encoder(coder, cache).prompt(sample, 11)
+    rows = cache.read(keys)
+    assert rows.shape == (sum(counts), 1, 32) and ids.count(model.config.image_token_index) \
+        == sum(counts)
+    with torch.no_grad():  # the rows are LLaVA's own features of each image
+        first = sample.candidates[0].image_path
+        want = cache.full.embed(model, Image.open(first).convert("RGB"))
+    assert torch.allclose(rows[: counts[0], 0], want, atol=1e-6)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from bench.data.schema import Conversation
 from bench.errors import BenchError
 from bench.models import weights_identity
 from bench.protocols import Request
-from lavic.finetune import finetune
+from lavic.finetune import RecSample, finetune
 from lavic.viewcache import image_key
 from tests.conftest import write_release
 from tests.lavic.stage2_world import FAST, fake_stage1, model_for, world
@@ -30,7 +31,7 @@ CONFIG = FAST.model_copy(update={"max_length": 1400, "max_steps": 2})
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("lavic")
     base = root / "base"
     model_for(tokenizer).save_pretrained(base)
@@ -38,7 +39,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict[str, Pa
     train, valid = world(root / "train-data")
     folders = {"base": base, "cache": root / "cache", "data": write_release(root / "data")}
     for variant, stage1 in (("lavic", fake_stage1(root / "s1", tokenizer, 1)),
-                            ("no-images", None)):
+                            ("no-images", None), ("entire-tokens", None)):
         folders[variant] = root / variant
         finetune(LlavaNextForConditionalGeneration.from_pretrained(base), tokenizer, train,
                  valid, folders[variant], CONFIG.model_copy(update={"variant": variant}),
@@ -47,29 +48,34 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict[str, Pa
     return folders
 
 
-def build(name: str, trained: dict[str, Path], checkpoint: Path, **options: object):  # type: ignore[no-untyped-def]
+def build(name: str, trained: dict[str, Path], checkpoint: Path, **options: object) -> Any:
     registry.load_plugins()
     return registry.generators.build(name, BuildContext(
         options={"model_path": str(trained["base"]), "checkpoint": str(checkpoint),
                  "device": "cpu", **options}, cache_dir=trained["cache"]))
 
 
-@pytest.mark.parametrize("decoding", ["generate", "score"])
-def test_bench_run_with_a_checkpoint(trained, tmp_path: Path, monkeypatch, decoding) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("model", "variant", "decoding"), [
+    ("lavic", "lavic", "generate"), ("lavic", "lavic", "score"),
+    ("lavic-entire-tokens", "entire-tokens", "score"),
+    ("lavic-no-images", "no-images", "generate")])
+def test_bench_run_with_a_checkpoint(trained: dict[str, Path], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch, model: str, variant: str,
+                                     decoding: str) -> None:
     monkeypatch.setenv("BENCH_CACHE_DIR", str(trained["cache"]))
     config = tmp_path / "bench.toml"
-    config.write_text(f'[generators.lavic]\ndecoding = "{decoding}"\ndevice = "cpu"\n')
+    config.write_text(f'[generators.{model}]\ndecoding = "{decoding}"\ndevice = "cpu"\n')
     result = CliRunner().invoke(app, [
         "run", "--config", str(config), "--dataset", "reddit-amazon", "--data-dir",
         str(trained["data"]), "--domain", "all_beauty", "--retriever", "dataset:st",
-        "--model", "lavic", "--limit", "3", "--model-path", str(trained["base"]),
-        "--checkpoint", str(trained["lavic"]), "--out", str(tmp_path / "out"),
+        "--model", model, "--limit", "3", "--model-path", str(trained["base"]),
+        "--checkpoint", str(trained[variant]), "--out", str(tmp_path / "out"),
         "--no-progress"])
     assert result.exit_code == 0, result.output
     found = list((tmp_path / "out").rglob("results.json"))
     assert len(found) == 1
     payload = json.loads(found[0].read_text())
-    assert payload["model"] == "lavic" and payload["n_conversations"] == 3
+    assert payload["model"] == model and payload["n_conversations"] == 3
     lines = [json.loads(x) for x in (found[0].parent / "predictions.jsonl").read_text()
              .splitlines()]
     assert len(lines) == 3
@@ -77,7 +83,7 @@ def test_bench_run_with_a_checkpoint(trained, tmp_path: Path, monkeypatch, decod
         assert payload["metrics"]["valid_ratio"] == 1.0
 
 
-def test_inference_feeds_exactly_what_stage2_trained_on(trained, tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_inference_feeds_exactly_what_stage2_trained_on(trained: dict[str, Path]) -> None:
     gen = build("lavic", trained, trained["lavic"])
     train, _ = world(trained["data"].parent / "again")
     sample = train[0]
@@ -98,11 +104,11 @@ def test_inference_feeds_exactly_what_stage2_trained_on(trained, tokenizer) -> N
     assert torch.allclose(embeds[0][slot], rows.reshape(-1, rows.shape[-1]))
 
 
-def _keys(sample) -> list[bytes]:  # type: ignore[no-untyped-def]
+def _keys(sample: RecSample) -> list[bytes]:
     return [image_key(load_image(i.image_path)[1]) for i in sample.candidates]
 
 
-def test_identity_covers_the_adapters(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_identity_covers_the_adapters(trained: dict[str, Path], tmp_path: Path) -> None:
     first = build("lavic", trained, trained["lavic"]).identity
     copy = tmp_path / "copy"
     shutil.copytree(trained["lavic"], copy)
@@ -115,7 +121,8 @@ def test_identity_covers_the_adapters(trained, tmp_path: Path) -> None:  # type:
     assert titles.cache is None and titles.identity != first
 
 
-def test_a_checkpoint_of_another_variant_or_base_is_refused(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_checkpoint_of_another_variant_or_base_is_refused(trained: dict[str, Path],
+                                                           tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="fine-tuned as variant 'lavic', not 'no-distill'"):
         build("lavic-no-distill", trained, trained["lavic"])
     with pytest.raises(BenchError, match="needs a fine-tuned checkpoint"):
