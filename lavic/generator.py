@@ -58,7 +58,6 @@ class LavicGenerator(HFGenerator):
         self.fallback = "{prompt}"
         self.coder, self.cache = coder, cache
         super().__init__(name, source, settings, weights, config)
-        self.max_length = settings.max_length or coder.max_length  # stage 2's input limit
         self.identity += f"|{checkpoint.identity(folder)}"
         if cache is not None:
             self.identity += f"|views={cache.store.key}"
@@ -130,6 +129,10 @@ def _build(ctx: BuildContext, name: str) -> LavicGenerator:
     plain = {k: v for k, v in ctx.options.items() if k != "checkpoint"}
     settings = Settings.from_context(replace(ctx, options={**plain, "images": images}), name,
                                      vision=True)
+    trained = spec["config"]
+    # stage 2's input limit, explicit: a request that cannot fit (ten candidates' entire
+    # tokens on the real model) is a counted over_budget failure, as the paper's o.o.m.
+    settings = replace(settings, max_length=settings.max_length or trained["max_length"])
     source = Source.locate(ctx, name, REAL_MODEL_ID)
     trained_on = str(spec.get("base") or "").rpartition("@")[2]
     if trained_on and source.fingerprint().rpartition("@")[2] != trained_on:
@@ -138,10 +141,9 @@ def _build(ctx: BuildContext, name: str) -> LavicGenerator:
                          hint="point model_path at the weights stage 2 was trained on")
     config = load(AutoConfig, source)
     tokenizer = load(AutoTokenizer, source)
-    trained = spec["config"]
     placeholder = tokenizer.convert_ids_to_tokens(config.image_token_index)
     coder = RecPrompt(tokenizer, placeholder, slots(FinetuneConfig(**trained)),
-                      trained["max_length"])
+                      settings.max_length)
     cache = image_rows(FinetuneConfig(**trained), config, ctx.cache_dir, base=spec["base"],
                        stage1=spec["stage1"], tokenizer=tokenizer)
     weights = functools.partial(load_weights, source, settings, folder)

@@ -21,6 +21,7 @@ from bench.context import BuildContext
 from bench.data.schema import Conversation
 from bench.errors import BenchError
 from bench.models import weights_identity
+from bench.parser import OVER_BUDGET
 from bench.protocols import Request
 from lavic.finetune import RecSample, finetune
 from lavic.viewcache import image_key
@@ -102,6 +103,10 @@ def test_inference_feeds_exactly_what_stage2_trained_on(trained: dict[str, Path]
     assert int(slot.sum()) == 5 * len(sample.candidates)
     rows = gen.cache.read(_keys(sample))
     assert torch.allclose(embeds[0][slot], rows.reshape(-1, rows.shape[-1]))
+    assert gen.max_length == 1400  # stage 2's input limit
+    short = build("lavic", trained, trained["lavic"], max_length=300)
+    [choice] = short.recommend([request])  # no room: a counted failure, not a crash
+    assert choice.failure == OVER_BUDGET and choice.usage["over_budget"] == 1
 
 
 def _keys(sample: RecSample) -> list[bytes]:
