@@ -258,8 +258,11 @@ def compare(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Paired tests between every two cells with the same conversations and candidates."""
+    from bench.compare import FORMATS
     from bench.compare import compare as run_compare
 
+    if fmt not in FORMATS:  # before reading every cell
+        raise BenchError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
     report = run_compare(paths, resamples=resamples, seed=seed, level=level)
     typer.echo(report.render(fmt), nl=False)
     if fmt in ("csv", "json", "latex"):  # the table stays machine-readable: refusals to stderr

@@ -190,7 +190,6 @@ class CompareReport:
                          colalign=("left", "left", *["right"] * (shown.shape[1] - 2)))
         return "\n".join([table, "", self.caption(), *self.refusal_lines()]) + "\n"
 
-
     def to_json(self) -> str:
         """The comparisons and refusals with full cell keys, for scripts."""
         frame = self.frame().drop(columns=["a", "b"])
