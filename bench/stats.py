@@ -36,12 +36,14 @@ class Interval:
     high: float
 
 
-def resample_counts(n: int, resamples: int, seed: int) -> NDArray[np.int64]:
-    """(resamples, n) draw counts: row b says how often each conversation is in resample b."""
+def resample_counts(n: int, resamples: int, seed: int) -> NDArray[np.float64]:
+    """(resamples, n) draw counts: row b says how often each conversation is in resample b
+    (n draws with replacement; counted with one bincount, as floats for the products)."""
     if n < 1 or resamples < 1:
         raise ValueError(f"need n >= 1 and resamples >= 1, got {n}, {resamples}")
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    drawn = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    flat = (drawn + n * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(float)
 
 
 def bootstrap_ratio(
@@ -55,12 +57,17 @@ def bootstrap_ratio(
         raise ValueError("num and den must be 1-d arrays of the same length")
     if not len(num_a) or den_a.sum() == 0:
         return None
-    counts = resample_counts(len(num_a), resamples, seed)
+    return _interval(num_a, den_a, resample_counts(len(num_a), resamples, seed), level)
+
+
+def _interval(num: NDArray[np.float64], den: NDArray[np.float64], counts: NDArray[np.float64],
+              level: float) -> Interval:
+    """The ratio and its percentile interval over the resamples drawn in ``counts``."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        draws = (counts @ num_a) / (counts @ den_a)
+        draws = (counts @ num) / (counts @ den)
     alpha = (1.0 - level) / 2
     low, high = np.nanquantile(draws, [alpha, 1.0 - alpha])
-    return Interval(float(num_a.sum() / den_a.sum()), float(low), float(high))
+    return Interval(float(num.sum() / den.sum()), float(low), float(high))
 
 
 @dataclass(frozen=True)
@@ -123,14 +130,18 @@ def cell_intervals(
 ) -> dict[str, Any]:
     """results.json's ``intervals``: ``[low, high]`` per interval metric (null where the metric
     is null), with the level, resample count, seed and method that made them."""
-    counts = per_conversation(records)
+    per = per_conversation(records)
     ones = np.ones(len(records))
-    parts = {"hr@1": (counts["hits"], counts["pairs"]), "hr@1_conv": (counts["conv_hit"], ones),
-             "valid_ratio": (counts["valid"], ones)}
+    parts = {"hr@1": (per["hits"], per["pairs"]), "hr@1_conv": (per["conv_hit"], ones),
+             "valid_ratio": (per["valid"], ones)}
+    draws = resample_counts(len(records), resamples, seed) if records else None  # shared
     found: dict[str, Any] = {"level": level, "resamples": resamples, "seed": seed,
                              "method": "percentile bootstrap over conversations"}
     for name in INTERVAL_METRICS:
-        ci = None if metrics.get(name) is None else bootstrap_ratio(
-            *parts[name], resamples=resamples, seed=seed, level=level)
-        found[name] = None if ci is None else [ci.low, ci.high]
+        num, den = parts[name]
+        if metrics.get(name) is None or draws is None or den.sum() == 0:
+            found[name] = None
+        else:
+            ci = _interval(num, den, draws, level)
+            found[name] = [ci.low, ci.high]
     return found
