@@ -270,6 +270,18 @@ def compare(
             typer.echo(line, err=True)
 
 
+@app.command()
+@user_errors
+def report(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories or results.json files.")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML page: metrics with intervals, plots, failures, usage."""
+    from bench.report import write
+
+    typer.echo(f"wrote {write(paths, out)}")
+
+
 @data_app.command("synth")
 @user_errors
 def synth(

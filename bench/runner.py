@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import config, options, parallel, progress, registry
+from bench import config, options, parallel, progress, ranking, registry
 from bench.cells import CELL_SPEC_FILE, NO_MODEL, cell_config, reuse
 from bench.config import RunSpec, spec_hash
 from bench.context import BuildContext
@@ -253,7 +253,14 @@ class Grid:
                 "dataset:gpt_large",
             )
         retriever.index(split.catalog)
-        candidates = retriever.search(split.conversations, self.spec.top_k)
+        # An ordered retriever's longer list is kept for the report's Recall@k curves.
+        depth = max(self.spec.top_k, ranking.DEPTH) if retriever.ordered else self.spec.top_k
+        ranked = retriever.search(split.conversations, depth)
+        if retriever.ordered and not self.dry_run and world()[0] == 0:
+            key = CellKey(split.dataset, split.domain, split.split, name, NO_MODEL)
+            ranking.write(key.directory(Path(self.spec.out)).parent,
+                          [c.id for c in split.conversations], ranked)
+        candidates = [list(r[: self.spec.top_k]) for r in ranked]
         for conv, cands in zip(split.conversations, candidates, strict=True):
             if not cands:
                 warnings.add("empty_candidates", f"{name} returned no candidates", where=conv.id)

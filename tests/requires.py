@@ -1,4 +1,5 @@
-"""Test inputs that ship in packages the README's test command installs (weights, readers).
+"""Test inputs that the README's install lines provide: packages its test command installs
+(weights, readers) and programs its system-packages line installs (Chromium).
 
 Missing on a developer's machine, a test that needs one skips and says what to install. Missing
 under CI (``CI`` set, as CI runs), it fails: CI runs exactly the README's command, so a skip
@@ -34,3 +35,11 @@ def installed(package: str, install: str) -> Path:
         return package_dir(package)
     except BenchError:
         missing(f"needs `{install}`")
+
+
+def program(path: str, install: str) -> Path:
+    """An executable a system package puts at ``path``, else :func:`missing`."""
+    found = Path(path)
+    if not (found.is_file() and os.access(found, os.X_OK)):
+        missing(f"needs {path}: `{install}`")
+    return found

@@ -87,6 +87,15 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert steps[-1].startswith("python -m pytest")
 
 
+def test_readme_system_line_is_what_ci_installs_first() -> None:
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-system-command"],
+                          capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
+    command = proc.stdout.strip()
+    marked = f"{command}   # system packages: what .ci/run installs first"
+    assert marked in (ROOT / "README.md").read_text().splitlines()
+    assert command.endswith("apt-get install -y chromium")  # /usr/bin/chromium: test_report
+
+
 def test_ruff_is_clean() -> None:
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)],
                           capture_output=True, text=True, cwd=ROOT)
@@ -109,9 +118,13 @@ def test_missing_test_input_fails_under_ci_and_skips_elsewhere(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="pip install no-such-weights"):
         requires.installed("no_such_weights_pkg", "pip install no-such-weights")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y no-such-program"):
+        requires.program("/no/such/program", "apt-get install -y no-such-program")
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception):
         requires.installed("no_such_weights_pkg", "pip install no-such-weights")
+    with pytest.raises(pytest.skip.Exception):
+        requires.program("/no/such/program", "apt-get install -y no-such-program")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +146,8 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         names = archive.namelist()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert tops == set(PACKAGES)  # not benchmarks/, tests/ or results/
-    assert {"bench/defaults/bench.toml", "bench/defaults/reported.csv"} <= set(names)
+    assert {"bench/defaults/bench.toml", "bench/defaults/reported.csv",
+            "bench/templates/report.html.j2"} <= set(names)
     target = out / "site"
     subprocess.run([*pip, "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
@@ -150,8 +164,9 @@ def _from(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[st
 def test_wheel_runs_the_default_grid_from_another_folder(
     wheel_install: Path, tmp_path: Path
 ) -> None:
-    """`bench run`, `bench check` (the default grid holds its recorded baseline) and `bench table
-    --with-paper` from an unrelated folder, with the code and data only from the wheel."""
+    """`bench run`, `bench check` (the default grid holds its recorded baseline), `bench table
+    --with-paper` and `bench report` from an unrelated folder, with the code, data and page
+    template only from the wheel."""
     env = {**os.environ, "PYTHONPATH": str(wheel_install)}
     where = subprocess.run([sys.executable, "-c", "import bench.paper as p; print(p.REPORTED_CSV)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
@@ -170,3 +185,6 @@ def test_wheel_runs_the_default_grid_from_another_folder(
         sbert = next(row for row in csv.DictReader(fh)
                      if (row["table"], row["method"]) == ("3", "sbert"))
     assert re.search(rf"\b{re.escape(sbert['hr@1'])}\b", table.stdout), table.stdout
+    page = _from(wheel_install, tmp_path, "report", str(out), "--out", "report.html")
+    assert page.returncode == 0, page.stderr
+    assert (tmp_path / "report.html").read_text(encoding="utf-8").count("<svg") == 3

@@ -1,0 +1,221 @@
+"""`bench report`: the page's numbers are the run's numbers, its Recall@k curves come from the
+retrievers' longer rankings, and a real headless Chromium renders it offline with its plots."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bench import ranking, report
+from bench.cli import app
+from bench.metrics import RecallAtK
+from bench.results import iter_results, read_predictions
+from tests import requires
+from tests.test_cli import PLUGIN
+
+#: Never let playwright fetch a browser or the page reach the network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+GRID = """\
+[run]
+dataset = "synthetic"
+split = "test"
+retrievers = ["bm25", "toy-overlap"]
+models = ["none", "lexical", "toy-slow"]
+limit = 30
+[datasets.synthetic]
+size = "small"
+"""
+
+
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small grid on the synthetic data: two ordered retrievers (bm25 and the toy plug-in),
+    the retriever alone, a text generator and toy-slow, which always answers slot 1."""
+    root = tmp_path_factory.mktemp("report")
+    (root / "bench.toml").write_text(GRID, encoding="utf-8")
+    proc = bench("run", "--config", str(root / "bench.toml"), "--include", str(PLUGIN),
+                 "--out", str(root / "run"), "--no-progress",
+                 env={"BENCH_CACHE_DIR": str(root / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def page_file(run_dir: Path) -> Path:
+    return report.write([run_dir], run_dir.parent / "out" / "report.html")
+
+
+def _cells(run_dir: Path) -> list[dict[str, Any]]:
+    return [payload for _, payload in iter_results([run_dir])]
+
+
+def test_runner_keeps_a_50_deep_ranking_that_starts_with_each_cells_candidates(
+    run_dir: Path,
+) -> None:
+    for payload in _cells(run_dir):
+        cell = run_dir / "synthetic" / payload["domain"] / "test" / payload["retriever"]
+        records, _ = read_predictions(cell / payload["model"] / "predictions.jsonl")
+        kept = ranking.read(cell, {r["id"]: r["candidates"] for r in records})
+        assert kept is not None and len(kept) == payload["n_conversations"] == 30
+        assert {len(r) for r in kept.values()} == {ranking.DEPTH}
+
+
+def test_recall_curve_agrees_with_recall_at_k_and_counts_repeated_ground_truths() -> None:
+    records = [{"candidates": ["a", "b", "c"], "gt_items": ["b", "b"], "prediction": None},
+               {"candidates": ["d", "e", "f"], "gt_items": ["f", "z"], "prediction": None}]
+    curve = ranking.recall_curve([r["candidates"] for r in records],
+                                 [r["gt_items"] for r in records], depth=4)
+    assert curve.tolist() == [0.0, 0.5, 0.75, 0.75]
+    for k in (1, 2, 3):
+        assert curve[k - 1] == RecallAtK(k).compute(records)
+
+
+def test_a_ranking_from_another_run_is_not_used(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    stale = next(copy.rglob(ranking.RANKING_FILE))
+    lines = stale.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["ranking"].reverse()
+    stale.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
+    data = report.collect([copy])
+    where, retriever = stale.parts[-4], stale.parts[-2]
+    assert len(data.curves[where][retriever]) == 10  # back to the cell's own top-10
+    assert any(f"{where} {retriever}: no ranking.jsonl" in note for note in data.notes)
+    assert len(data.curves[where]["bm25" if retriever != "bm25" else "toy-overlap"]) == 50
+
+
+def test_pick_rates_show_a_generator_that_always_takes_slot_one(run_dir: Path) -> None:
+    picks = report.collect([run_dir]).picks
+    toy = picks[picks["label"].str.endswith("/ toy-slow")]
+    assert set(toy.loc[toy["position"] == 1, "rate"]) == {1.0}
+    assert set(toy.loc[toy["position"] > 1, "rate"]) == {0.0}
+    lexical = picks[picks["label"].str.endswith("/ lexical")]
+    assert np.allclose(lexical.groupby("label")["rate"].sum(), 1.0)  # every answer is valid
+
+
+def _report_error(*args: str) -> str:
+    """The one error line of an in-process `bench report` (exit 2, no traceback)."""
+    result = CliRunner().invoke(app, ["report", *args])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.splitlines()
+    return line
+
+
+def test_user_mistakes_are_one_line_errors(run_dir: Path, tmp_path: Path) -> None:
+    assert "does not exist" in _report_error(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    assert "no results.json" in _report_error(str(tmp_path / "empty"))
+    assert f"{tmp_path}: --out is a folder" in _report_error(str(run_dir), "--out",
+                                                             str(tmp_path))
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out",
+                                      str(tmp_path / "deep" / "r.html")])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "deep" / "r.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by playwright; playwright never downloads a browser here."""
+    chromium = requires.program("/usr/bin/chromium", "apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        requires.missing('needs playwright: pip install -e ".[test]"')
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, page_file: Path) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """The page opened from disk, with every console error and every request it made."""
+    tab = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    requests: list[str] = []
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto(page_file.as_uri(), wait_until="load")
+    yield tab, errors, requests
+    tab.close()
+
+
+def test_page_loads_offline_without_console_errors(page: Any, page_file: Path) -> None:
+    tab, errors, requests = page
+    assert errors == []
+    assert requests == [page_file.as_uri()]  # nothing fetched: no script, font, image, CSS
+    assert tab.title() == "lavic-bench report"
+
+
+def _colored_share(png: bytes) -> float:
+    """Share of pixels in a saturated colour: plotted data, not the black axes on white."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).mean())
+
+
+@pytest.mark.parametrize("plot", ["hr1", "recall", "picks"])
+def test_screenshot_has_each_plot_drawn(page: Any, plot: str) -> None:
+    tab, _, _ = page
+    svg = tab.locator(f"#plot-{plot} svg")
+    box = svg.bounding_box()
+    assert box is not None and box["width"] > 200 and box["height"] > 150
+    assert _colored_share(svg.screenshot()) > 0.005
+
+
+def _text(tab: Any, table: str, key: str, metric: str) -> str:
+    cell = tab.locator(f'#{table} tr[data-key="{key}"] td[data-metric="{metric}"]')
+    assert cell.count() == 1, (table, key, metric)
+    return cell.inner_text()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def test_numbers_on_the_page_are_those_of_results_json(page: Any, run_dir: Path) -> None:
+    tab, _, _ = page
+    cells = _cells(run_dir)
+    assert tab.locator("#metrics-table tr[data-key]").count() == len(cells) == 18
+    for payload in cells:
+        key = f"{payload['domain']}|{payload['retriever']}|{payload['model']}"
+        metrics = payload["metrics"]
+        assert _text(tab, "metrics-table", key, "hr@1") == _fmt(metrics["hr@1"])
+        assert _text(tab, "metrics-table", key, "valid_ratio") == _fmt(metrics["valid_ratio"])
+        assert _text(tab, "metrics-table", key, "oracle") == f"{_fmt(metrics['oracle'])} (k=10)"
+        assert _text(tab, "metrics-table", key, "hr@1_ceiling") == _fmt(metrics["hr@1_ceiling"])
+        assert _text(tab, "metrics-table", key, "n_pairs") == str(payload["n_pairs"])
+        if payload["model"] != "none":
+            failed = sum(payload["failures"].values())
+            assert _text(tab, "failures-table", key, "failed") == str(failed)
+            cost = payload["usage"].get("cost_usd")
+            assert _text(tab, "usage-table", key, "cost_usd") == _fmt(cost)
+    toy = next(p for p in cells if p["model"] == "toy-slow")
+    assert toy["usage"]["cost_usd"] == pytest.approx(0.03)  # 30 answers at $0.001: shown
+
+
+def test_page_shows_the_papers_number_beside_the_measured_one(page: Any) -> None:
+    tab, _, _ = page
+    # Table 3 of the paper: BM25 alone on Beauty, HR@1 0.0169.
+    assert _text(tab, "metrics-table", "all_beauty|bm25|none", "paper_hr@1") == "0.0169"
+    assert _text(tab, "metrics-table", "all_beauty|toy-overlap|none", "paper_hr@1") == "-"
