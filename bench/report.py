@@ -21,9 +21,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from bench import paper, ranking, report_plots
+from bench import paper, ranking, report_plots, results
 from bench.errors import BenchError
-from bench.results import PREDICTIONS_FILE, iter_results, read_predictions
+from bench.results import PREDICTIONS_FILE, read_predictions
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NO_MODEL = "none"
@@ -42,49 +42,30 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _where(payload: dict[str, Any], several: bool) -> str:
-    """The domain, qualified by dataset and split when the run mixes several."""
-    if several:
-        return f"{payload['dataset']['name']}/{payload['domain']}/{payload['split']}"
-    return str(payload["domain"])
-
-
-def _paper(retriever: str, model: str, domain: str) -> tuple[float | None, float | None]:
-    """The paper's reported (HR@1, ValidRatio) for this cell, or (None, None)."""
-    rows = [r for r in paper.matching(retriever, model) if r.domain == domain]
-    return (rows[0].hr1, rows[0].valid_ratio) if rows else (None, None)
-
-
-def _row(file: Path, payload: dict[str, Any], where: str) -> dict[str, Any]:
-    metrics, usage = payload["metrics"], payload.get("usage") or {}
-    paper_hr1, paper_vr = _paper(payload["retriever"], payload["model"], payload["domain"])
-    return {
-        "file": file, "where": where, "domain": payload["domain"],
-        "retriever": payload["retriever"], "model": payload["model"],
-        "label": f"{payload['retriever']} / {payload['model']}",
-        "hr@1": metrics.get("hr@1"), "hr@1_lo": None, "hr@1_hi": None,
-        "valid_ratio": metrics.get("valid_ratio"), "valid_ratio_lo": None,
-        "valid_ratio_hi": None,
-        "recall": metrics.get(f"recall@{payload['top_k']}"), "oracle": metrics.get("oracle"),
-        "hr@1_ceiling": metrics.get("hr@1_ceiling"),
-        "ordered": metrics.get("retriever_hr@1") is not None,
-        "top_k": payload["top_k"], "n_conversations": payload["n_conversations"],
-        "n_pairs": payload["n_pairs"], "failures": dict(payload.get("failures") or {}),
-        "flags": ", ".join(payload.get("flags") or []),
-        "paper_hr@1": paper_hr1, "paper_valid_ratio": paper_vr,
-        **{key: usage.get(key) for key in USAGE},
-    }
+def _paper(row: pd.Series) -> pd.Series:
+    """The paper's reported HR@1 and ValidRatio for this cell's retriever, generator and
+    domain (NaN where it reports none)."""
+    rows = [r for r in paper.matching(row["retriever"], row["model"])
+            if r.domain == row["domain"]]
+    found = (rows[0].hr1, rows[0].valid_ratio) if rows else (None, None)
+    return pd.Series(found, index=["paper_hr@1", "paper_valid_ratio"], dtype=float)
 
 
 def collect(paths: Iterable[str | Path]) -> Report:
-    """The page's data from run directories or results.json files; no cell is a one-line error."""
+    """The page's data from run directories or results.json files (``bench.results.load``,
+    whose intervals results.json carries); no cell is a one-line error."""
     paths = [Path(p) for p in paths]
-    found = list(iter_results(paths))
-    if not found:
-        raise BenchError(f"no results.json under {', '.join(map(str, paths))}",
-                         hint="pass the --out folder of a finished `bench run`")
-    several = len({(p["dataset"]["name"], p["split"]) for _, p in found}) > 1
-    cells = pd.DataFrame([_row(f, p, _where(p, several)) for f, p in found])
+    cells = results.load(*paths)
+    several = cells[["dataset", "split"]].drop_duplicates().shape[0] > 1
+    cells["where"] = (cells["dataset"] + "/" + cells["domain"] + "/" + cells["split"]
+                      if several else cells["domain"])
+    cells["label"] = cells["retriever"] + " / " + cells["model"]
+    cells["file"] = cells["file"].map(Path)
+    cells["ordered"] = cells["retriever_hr@1"].notna()
+    cells[["paper_hr@1", "paper_valid_ratio"]] = cells.apply(_paper, axis=1)
+    failures = [c for c in cells if c.startswith("failures.")]
+    cells[failures] = cells[failures].fillna(0).astype(int)
+    cells["failed"] = cells[failures].sum(axis=1).astype(int)
     cells = cells.sort_values(["where", "retriever", "model"], kind="stable").reset_index(
         drop=True)
     report = Report([str(p) for p in paths], cells)
@@ -168,7 +149,7 @@ def render(report: Report) -> str:
                              lstrip_blocks=True)
     env.filters["num"] = _number
     cells = report.cells
-    codes = sorted({code for failures in cells["failures"] for code in failures})
+    codes = sorted(c.removeprefix("failures.") for c in cells if c.startswith("failures."))
     top_k = int(cells["top_k"].max())
     plots = {"hr1": report_plots.hr1_bars(cells)}
     if report.curves:

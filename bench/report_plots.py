@@ -44,8 +44,8 @@ def hr1_bars(cells: pd.DataFrame) -> str:
             rows = cells[cells["domain"] == domain].reset_index(drop=True)
             x = np.arange(len(rows))
             hr = rows["hr@1"].astype(float)
-            err = np.vstack([(hr - rows["hr@1_lo"]).clip(lower=0).fillna(0),
-                             (rows["hr@1_hi"] - hr).clip(lower=0).fillna(0)])
+            err = np.vstack([(hr - rows["hr@1_low"]).clip(lower=0).fillna(0),
+                             (rows["hr@1_high"] - hr).clip(lower=0).fillna(0)])
             ax.bar(x, hr.fillna(0), yerr=err, color="#4c72b0", capsize=2)
             ax.plot(x, rows["paper_hr@1"].astype(float), "kD", markersize=4, label="paper")
             ax.set_xticks(x, rows["label"], rotation=60, ha="right", fontsize=7)

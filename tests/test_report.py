@@ -202,6 +202,10 @@ def test_numbers_on_the_page_are_those_of_results_json(page: Any, run_dir: Path)
         metrics = payload["metrics"]
         assert _text(tab, "metrics-table", key, "hr@1") == _fmt(metrics["hr@1"])
         assert _text(tab, "metrics-table", key, "valid_ratio") == _fmt(metrics["valid_ratio"])
+        for name in ("hr@1", "valid_ratio"):
+            interval = payload["intervals"][name]
+            shown = "-" if interval is None else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]"
+            assert _text(tab, "metrics-table", key, f"{name}_interval") == shown
         assert _text(tab, "metrics-table", key, "oracle") == f"{_fmt(metrics['oracle'])} (k=10)"
         assert _text(tab, "metrics-table", key, "hr@1_ceiling") == _fmt(metrics["hr@1_ceiling"])
         assert _text(tab, "metrics-table", key, "n_pairs") == str(payload["n_pairs"])
@@ -210,6 +214,7 @@ def test_numbers_on_the_page_are_those_of_results_json(page: Any, run_dir: Path)
             assert _text(tab, "failures-table", key, "failed") == str(failed)
             cost = payload["usage"].get("cost_usd")
             assert _text(tab, "usage-table", key, "cost_usd") == _fmt(cost)
+    assert sum(p["intervals"]["hr@1"] is not None for p in cells) == 18  # all ordered: all drawn
     toy = next(p for p in cells if p["model"] == "toy-slow")
     assert toy["usage"]["cost_usd"] == pytest.approx(0.03)  # 30 answers at $0.001: shown
 
