@@ -21,9 +21,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from bench import paper, ranking, report_plots, results
+from bench import paper, permutations, ranking, report_plots, results
 from bench.errors import BenchError
-from bench.results import PREDICTIONS_FILE, read_predictions
+from bench.results import KEY_FIELDS, PREDICTIONS_FILE, read_predictions
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NO_MODEL = "none"
@@ -71,7 +71,7 @@ def collect(paths: Iterable[str | Path]) -> Report:
     report = Report([str(p) for p in paths], cells)
     records = _records(cells, report.notes)
     report.curves = _curves(cells, records, report.notes)
-    report.picks = _picks(cells, records)
+    report.picks = _picks(cells, records, paths)
     return report
 
 
@@ -117,22 +117,30 @@ def _curves(cells: pd.DataFrame, records: dict[int, list[dict[str, Any]]],
     return curves
 
 
-def _picks(cells: pd.DataFrame, records: dict[int, list[dict[str, Any]]]) -> pd.DataFrame:
+def _picks(cells: pd.DataFrame, records: dict[int, list[dict[str, Any]]],
+           paths: list[Path]) -> pd.DataFrame:
     """Per generator cell and displayed position (1 = shown first): the share of its answers
-    that named the candidate shown there; answers naming no candidate count in no position."""
-    rows = []
+    naming the candidate shown there -- over every order where the run had --permutations
+    (its permutations.json, ``bench.permutations.load``), else over the run's one order;
+    an answer naming no candidate counts in no position."""
+    summaries = cells.merge(permutations.load(*paths), on=list(KEY_FIELDS))
+    rows = [{"label": f"{s['where']}: {s['label']}", "position": s["position"],
+             "rate": s["pick_rate"], "orders": s["orders"], "hr@1_mean": s["hr@1_mean"],
+             "hr@1_std": s["hr@1_std"]} for _, s in summaries.iterrows()]
+    summarized = set(summaries["file"])
     for index, recs in records.items():
         cell = cells.loc[index]
-        if cell["model"] == NO_MODEL or not recs:
+        if cell["model"] == NO_MODEL or cell["file"] in summarized or not recs:
             continue
         counts = np.zeros(max(len(r["presented"]) for r in recs) or 1)
         for r in recs:
             if r["prediction"] in r["presented"]:
                 counts[r["presented"].index(r["prediction"])] += 1
-        rows += [{"where": cell["where"], "label": f"{cell['where']}: {cell['label']}",
-                  "cell": index, "position": p + 1, "rate": n / len(recs), "n": int(n)}
-                 for p, n in enumerate(counts)]
-    return pd.DataFrame(rows, columns=["where", "label", "cell", "position", "rate", "n"])
+        rows += [{"label": f"{cell['where']}: {cell['label']}", "position": p + 1,
+                  "rate": n / len(recs), "orders": 1, "hr@1_mean": cell["hr@1"],
+                  "hr@1_std": None} for p, n in enumerate(counts)]
+    return pd.DataFrame(rows, columns=["label", "position", "rate", "orders", "hr@1_mean",
+                                       "hr@1_std"])
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -156,8 +164,10 @@ def render(report: Report) -> str:
         plots["recall"] = report_plots.recall_curves(report.curves, top_k)
     if not report.picks.empty:
         plots["picks"] = report_plots.pick_rates(report.picks)
-    picks = report.picks.pivot_table(index="label", columns="position", values="rate",
-                                     sort=False) if not report.picks.empty else None
+    picks = [{"label": label, "orders": group["orders"].iat[0],
+              "mean": group["hr@1_mean"].iat[0], "std": group["hr@1_std"].iat[0],
+              "rates": group.sort_values("position")["rate"].tolist()}
+             for label, group in report.picks.groupby("label", sort=False)]
     rows = [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()}
             for row in cells.to_dict("records")]
     return env.get_template("report.html.j2").render(

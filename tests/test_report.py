@@ -48,12 +48,13 @@ def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small grid on the synthetic data: two ordered retrievers (bm25 and the toy plug-in),
-    the retriever alone, a text generator and toy-slow, which always answers slot 1."""
+    """A small grid on the synthetic data in two candidate orders (--permutations 2): two
+    ordered retrievers (bm25 and the toy plug-in), the retriever alone, a text generator and
+    toy-slow, which always answers slot 1."""
     root = tmp_path_factory.mktemp("report")
     (root / "bench.toml").write_text(GRID, encoding="utf-8")
     proc = bench("run", "--config", str(root / "bench.toml"), "--include", str(PLUGIN),
-                 "--out", str(root / "run"), "--no-progress",
+                 "--out", str(root / "run"), "--no-progress", "--permutations", "2",
                  env={"BENCH_CACHE_DIR": str(root / "cache")})
     assert proc.returncode == 0, proc.stderr
     return root / "run"
@@ -92,7 +93,7 @@ def test_recall_curve_agrees_with_recall_at_k_and_counts_repeated_ground_truths(
 def test_a_ranking_from_another_run_is_not_used(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    stale = next(copy.rglob(ranking.RANKING_FILE))
+    stale = sorted(copy.glob(f"synthetic/*/test/*/{ranking.RANKING_FILE}"))[0]
     lines = stale.read_text(encoding="utf-8").splitlines()
     first = json.loads(lines[0])
     first["ranking"].reverse()
@@ -119,6 +120,17 @@ def _report_error(*args: str) -> str:
     assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
     [line] = result.stderr.splitlines()
     return line
+
+
+def test_pick_rates_without_permutations_come_from_the_runs_one_order(
+    run_dir: Path, tmp_path: Path,
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("permutations.json"))
+    picks = report.collect([copy]).picks
+    assert set(picks["orders"]) == {1}
+    toy = picks[picks["label"] == "all_beauty: bm25 / toy-slow"]
+    assert toy["rate"].tolist() == [1.0] + [0.0] * 9
 
 
 def test_user_mistakes_are_one_line_errors(run_dir: Path, tmp_path: Path) -> None:
@@ -217,6 +229,19 @@ def test_numbers_on_the_page_are_those_of_results_json(page: Any, run_dir: Path)
     assert sum(p["intervals"]["hr@1"] is not None for p in cells) == 18  # all ordered: all drawn
     toy = next(p for p in cells if p["model"] == "toy-slow")
     assert toy["usage"]["cost_usd"] == pytest.approx(0.03)  # 30 answers at $0.001: shown
+
+
+def test_page_pick_rates_are_those_of_permutations_json(page: Any, run_dir: Path) -> None:
+    tab, _, _ = page
+    generators = [(f, p) for f, p in iter_results([run_dir]) if p["model"] != "none"]
+    assert tab.locator("#picks-table tr[data-key]").count() == len(generators) == 12
+    for file, payload in generators:
+        summary = json.loads((file.parent / "permutations.json").read_text(encoding="utf-8"))
+        key = f"{payload['domain']}: {payload['retriever']} / {payload['model']}"
+        assert _text(tab, "picks-table", key, "orders") == "2"
+        assert _text(tab, "picks-table", key, "hr@1_mean") == _fmt(summary["hr@1_mean"])
+        for position, rate in enumerate(summary["pick_rate"], 1):
+            assert _text(tab, "picks-table", key, f"position.{position}") == f"{rate:.3f}"
 
 
 def test_page_shows_the_papers_number_beside_the_measured_one(page: Any) -> None:
