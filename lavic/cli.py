@@ -7,8 +7,13 @@ From a clean clone, on the synthetic world, with a tiny model of the real archit
     bench lavic tiny --out tiny
     bench lavic describe --data-dir world --model-path tiny --out described
     bench lavic distill --descriptions described --model-path tiny --out stage1
+    bench lavic finetune --data-dir world --domain all_beauty --model-path tiny \
+        --stage1 stage1 --out stage2
+    bench run --dataset reddit-amazon --data-dir world --domain all_beauty \
+        --retriever dataset:st --model lavic --model-path tiny --checkpoint stage2
 
-Every stage resumes: describe from its answer cache, distill from its last checkpoint.
+Every stage resumes: describe from its answer cache, distill and finetune from their last
+checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import shutil
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
@@ -25,14 +31,16 @@ from pydantic import BaseModel
 
 from bench.cli_errors import OneLineUsage, user_errors
 from bench.errors import BenchError, Warnings
-from bench.models import ModelPaths, weights_identity
+from bench.models import ModelPaths, cache_root, weights_identity
 from bench.options import validate
 from bench.results import write_json_atomic
 from lavic.arch import REAL_MODEL_ID
 from lavic.distill import ADAPTER_DIR, DistillConfig, write_spec
+from lavic.finetune import FinetuneConfig
 
 app = typer.Typer(cls=OneLineUsage, add_completion=False, no_args_is_help=True,
-                  help="LaViC: describe images, distil them to view embeddings (stage 1).")
+                  help="LaViC: describe images, distil them to view embeddings (stage 1), "
+                  "fine-tune for recommendation (stage 2).")
 
 ModelPath = Annotated[Path | None, typer.Option(help="Local LLaVA-NeXT folder (wins over "
                                                 "--model).")]
@@ -51,6 +59,19 @@ def model_source(model_path: Path | None, model: str) -> str:
         raise BenchError("no such model folder", where=str(model_path),
                          hint="pass a save_pretrained folder (`bench lavic tiny --out DIR`)")
     return str(model_path)
+
+
+def load_base(source: str) -> tuple[Any, Any]:
+    """(tokenizer, LLaVA-NeXT model) of ``source``; failures are one line."""
+    from transformers import AutoTokenizer, LlavaNextForConditionalGeneration
+
+    try:
+        return (AutoTokenizer.from_pretrained(source),
+                LlavaNextForConditionalGeneration.from_pretrained(source))
+    except (OSError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"cannot load the model: {first}", where=source,
+                         hint="pass --model-path DIR (`bench lavic tiny --out DIR`)") from None
 
 
 def echo_warnings(warnings: Warnings) -> None:
@@ -186,8 +207,6 @@ def run_distill(descriptions: Path, out: Path, model_path: Path | None, model: s
                 lr: list[float] | None, wd: list[float] | None, **options: Any) -> None:
     """Stage 1 once, or once per grid point under OUT/grid/ with the best point's adapter
     copied to OUT/adapter and every point's perplexity in OUT/result.json."""
-    from transformers import AutoTokenizer, LlavaNextForConditionalGeneration
-
     from lavic.data import read_descriptions
     from lavic.distill import distill
 
@@ -197,13 +216,7 @@ def run_distill(descriptions: Path, out: Path, model_path: Path | None, model: s
     identity = weights_identity(source) or source
 
     def one(config: DistillConfig, folder: Path) -> dict[str, Any]:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            base = LlavaNextForConditionalGeneration.from_pretrained(source)
-        except (OSError, ValueError, TypeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BenchError(f"cannot load the model: {first}", where=source,
-                             hint="pass --model-path DIR (`bench lavic tiny --out DIR`)") from None
+        tokenizer, base = load_base(source)
         typer.echo(f"stage 1 {point_name(config)}: {len(train)} training, {len(valid)} "
                    f"validation images -> {folder}", err=True)
         return distill(base, tokenizer, train, valid, folder, config, base_identity=identity)
@@ -227,34 +240,80 @@ def run_distill(descriptions: Path, out: Path, model_path: Path | None, model: s
                f"{out / ADAPTER_DIR}")
 
 
-def distill_command() -> Any:
-    """``run_distill`` with one ``--option`` per DistillConfig field (the one schema)."""
+def option(name: str, annotation: Any, default: Any = inspect.Parameter.empty
+           ) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)
+
+
+def schema_command(run: Callable[..., None], fixed: list[inspect.Parameter], schema: Any,
+                   doc: str, skip: tuple[str, ...] = ()) -> Any:
+    """``run`` as a command: the ``fixed`` options plus one ``--option`` per schema field."""
 
     @user_errors
     def command(**values: Any) -> None:
-        run_distill(**values)
+        run(**values)
 
-    fixed = [
-        inspect.Parameter("descriptions", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
-            Path, typer.Option(help="A describe output folder or its descriptions.json.")]),
-        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Out),
-        inspect.Parameter("model_path", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=ModelPath),
-        inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, default=REAL_MODEL_ID,
-                          annotation=ModelName),
-        inspect.Parameter("lr", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=(
-            Annotated[list[float] | None, typer.Option(help="Learning rate; repeat for a grid "
-                                                       "(default 5e-5).")])),
-        inspect.Parameter("wd", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=(
-            Annotated[list[float] | None, typer.Option(help="Weight decay; repeat for a grid "
-                                                       "(default 1e-5).")])),
-    ]
-    params = fixed + schema_parameters(DistillConfig, skip=GRID)
+    params = fixed + schema_parameters(schema, skip=skip)
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = ("Stage 1: LoRA on the vision tower and projector learns to let the "
-                       "frozen LLM rewrite each description from `views` [CLS] embeddings.")
+    command.__doc__ = doc
     return command
 
 
-app.command("distill")(distill_command())
+app.command("distill")(schema_command(run_distill, [
+    option("descriptions", Annotated[Path, typer.Option(
+        help="A describe output folder or its descriptions.json.")]),
+    option("out", Out),
+    option("model_path", ModelPath, None),
+    option("model", ModelName, REAL_MODEL_ID),
+    option("lr", Annotated[list[float] | None, typer.Option(
+        help="Learning rate; repeat for a grid (default 5e-5).")], None),
+    option("wd", Annotated[list[float] | None, typer.Option(
+        help="Weight decay; repeat for a grid (default 1e-5).")], None),
+], DistillConfig, "Stage 1: LoRA on the vision tower and projector learns to let the frozen "
+   "LLM rewrite each description from `views` [CLS] embeddings.", skip=GRID))
+
+
+def run_finetune(data_dir: Path, domain: list[str], out: Path, model_path: Path | None,
+                 model: str, stage1: Path | None, candidate_lists: str, limit: int | None,
+                 **options: Any) -> None:
+    """Stage 2 on the train split of ``domain`` (several: one combined model), the epoch
+    chosen by HR@1 on its valid split; view embeddings cached in the harness's cache."""
+    from lavic.finetune import finetune
+    from lavic.recdata import load_samples
+
+    raw = schema_values(options, FinetuneConfig)
+    if "lora" in raw:
+        raw["lora"] = {**vars(FinetuneConfig().lora), **raw["lora"]}
+    config = validate(FinetuneConfig, raw, "bench lavic finetune")
+    warnings = Warnings()
+    train, valid = load_samples(data_dir, domain, shipped=candidate_lists,
+                                k=config.candidates, seed=config.seed, limit=limit,
+                                warnings=warnings)
+    echo_warnings(warnings)
+    source = model_source(model_path, model)
+    tokenizer, base = load_base(source)
+    typer.echo(f"stage 2 ({config.variant}): {len(train)} training, {len(valid)} validation "
+               f"examples -> {out}", err=True)
+    result = finetune(base, tokenizer, train, valid, out, config, stage1=stage1,
+                      cache_dir=cache_root(), base_identity=weights_identity(source) or source)
+    typer.echo(f"best validation HR@1 {result['best_hr@1']:.4g}; adapter in "
+               f"{out / ADAPTER_DIR}")
+
+
+app.command("finetune")(schema_command(run_finetune, [
+    option("data_dir", Annotated[Path, typer.Option(help="Data directory (release layout).")]),
+    option("domain", Annotated[list[str], typer.Option(
+        help="Domain to train on; repeat it for one combined model.")]),
+    option("out", Out),
+    option("model_path", ModelPath, None),
+    option("model", ModelName, REAL_MODEL_ID),
+    option("stage1", Annotated[Path | None, typer.Option(
+        help="The `bench lavic distill` output folder (variant lavic).")], None),
+    option("candidate_lists", Annotated[str, typer.Option(
+        help="The release's candidate lists: st (SBERT, the paper's) or gpt_large.")], "st"),
+    option("limit", Annotated[int | None, typer.Option(
+        min=1, help="First N conversations of each split (smoke runs).")], None),
+], FinetuneConfig, "Stage 2: LoRA on the LLM learns to answer the Table 11 prompt with the "
+   "ground truth's ID, each candidate image as `views` cached embeddings."))
