@@ -50,7 +50,7 @@ METRIC = "hr@1"
 
 
 class FinetuneConfig(DistillConfig):
-    """Stage-2 settings: stage 1's training defaults, the paper's 2K input limit, and the
+    """Stage-2 settings: stage 1's training defaults, the paper's 2K input limit and batch 1, the
     variant (``lavic``; ``no-images``: titles only; ``no-distill``: views from the base vision
     side; ``entire-tokens``: LLaVA's own image tokens, :mod:`lavic.fulltokens`)."""
 
@@ -58,6 +58,7 @@ class FinetuneConfig(DistillConfig):
     images_per_item: int = Field(1, ge=1, le=1)  # the release ships each item's first image
     candidates: int = Field(10, gt=0)
     max_length: int = Field(2048, gt=0)
+    batch_size: int = Field(1, gt=0)  # Section 5.1: "set the batch size to 1"
     embed_batch_size: int = Field(16, gt=0)
 
 
