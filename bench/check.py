@@ -38,6 +38,7 @@ from bench.results import (
     PREDICTIONS_FILE,
     CellKey,
     cell_records,
+    hit,
     iter_results,
     read_json_object,
     write_json_atomic,
@@ -131,8 +132,8 @@ def _cells(results_paths: Iterable[str | Path]) -> dict[CellKey, tuple[Path, dic
 
 def _hits(records: Iterable[dict[str, Any]]) -> Hits:
     """Per conversation, one character per ground truth: "1" where it was the prediction."""
-    return {r["id"]: "".join("1" if r["prediction"] is not None and r["prediction"] == g
-                             else "0" for g in r["gt_items"]) for r in records}
+    return {r["id"]: "".join("1" if hit(r["prediction"], g) else "0" for g in r["gt_items"])
+            for r in records}
 
 
 def _read_hits(cell: dict[str, Any], where: str) -> Hits | None:

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.results import KEY_FIELDS, CellKey, cell_key, cell_records, iter_results
+from bench.results import KEY_FIELDS, CellKey, cell_key, cell_records, hit, iter_results
 from bench.stats import LEVEL, RESAMPLES, Interval, McNemar, bootstrap_ratio, holm, mcnemar_exact
 
 FORMATS = ("markdown", "latex", "csv", "json")
@@ -48,7 +48,7 @@ class CellHits:
         for r in cell_records(file):
             pred = r["prediction"]
             gts = tuple(r["gt_items"])
-            pairs[r["id"]] = (gts, tuple(pred is not None and pred == g for g in gts))
+            pairs[r["id"]] = (gts, tuple(hit(pred, g) for g in gts))
         hr1 = (payload.get("metrics") or {}).get("hr@1")
         return cls(cell_key(payload, file), hr1, payload.get("candidate_set_hash"),
                    (payload.get("dataset") or {}).get("content_hash"), pairs)

@@ -361,6 +361,11 @@ PAIR_COLUMNS = (*KEY_FIELDS, "candidate_set_hash", "conversation", "pair", "gt_i
                 "prediction", "hit", "valid", "position")
 
 
+def hit(prediction: str | None, gt_item: str) -> bool:
+    """The one rule for a (conversation, ground truth) pair: the prediction names that item."""
+    return prediction is not None and prediction == gt_item
+
+
 def pair_rows(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One row per (conversation, ground truth): ``hit`` (prediction equals it), ``valid``
     (prediction is a candidate) and ``position`` (0-based displayed slot of the prediction)."""
@@ -369,7 +374,7 @@ def pair_rows(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         position = shown.index(pred) if pred in shown else None
         for j, gt in enumerate(r["gt_items"]):
             yield {"conversation": r["id"], "pair": j, "gt_item": gt, "prediction": pred,
-                   "hit": pred is not None and pred == gt, "valid": pred in r["candidates"],
+                   "hit": hit(pred, gt), "valid": pred in r["candidates"],
                    "position": position}
 
 
