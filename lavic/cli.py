@@ -19,8 +19,6 @@ checkpoint.
 from __future__ import annotations
 
 import inspect
-import itertools
-import shutil
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -32,11 +30,10 @@ from pydantic import BaseModel
 from bench.cli_errors import OneLineUsage, user_errors
 from bench.errors import BenchError, Warnings
 from bench.models import ModelPaths, cache_root, weights_identity
-from bench.options import validate
-from bench.results import write_json_atomic
 from lavic.arch import REAL_MODEL_ID
-from lavic.distill import ADAPTER_DIR, DistillConfig, write_spec
+from lavic.distill import ADAPTER_DIR, Device, DistillConfig, Dtype, placement
 from lavic.finetune import FinetuneConfig
+from lavic.grid import GRID, grid_points, point_name, run_grid
 
 app = typer.Typer(cls=OneLineUsage, add_completion=False, no_args_is_help=True,
                   help="LaViC: describe images, distil them to view embeddings (stage 1), "
@@ -47,8 +44,9 @@ ModelPath = Annotated[Path | None, typer.Option(help="Local LLaVA-NeXT folder (w
 ModelName = Annotated[str, typer.Option("--model", help="Hub name, or a name mapped by "
                                         "$BENCH_MODELS / bench.toml \\[models].")]
 Out = Annotated[Path, typer.Option(help="Output folder (re-run the same command to resume).")]
-ImagesPerItem = Annotated[int, typer.Option(min=1, help="Images per item (the paper: 1, the "
-                                            "first).")]
+ImagesPerItem = Annotated[int | None, typer.Option(min=1, help="Only {ASIN}_0..N-1.jpg of "
+                                                   "each item (default: every image, as the "
+                                                   "authors' stage 1).")]
 
 
 def model_source(model_path: Path | None, model: str) -> str:
@@ -61,13 +59,16 @@ def model_source(model_path: Path | None, model: str) -> str:
     return str(model_path)
 
 
-def load_base(source: str) -> tuple[Any, Any]:
-    """(tokenizer, LLaVA-NeXT model) of ``source``; failures are one line."""
+def load_base(source: str, config: DistillConfig) -> tuple[Any, Any]:
+    """(tokenizer, LLaVA-NeXT model) of ``source``, the model loaded straight onto the
+    config's device in its dtype (never a full-precision copy first); failures are one line."""
     from transformers import AutoTokenizer, LlavaNextForConditionalGeneration
 
+    device, dtype = placement(config.device, config.dtype)
     try:
         return (AutoTokenizer.from_pretrained(source),
-                LlavaNextForConditionalGeneration.from_pretrained(source))
+                LlavaNextForConditionalGeneration.from_pretrained(
+                    source, dtype=dtype, device_map=str(device)))
     except (OSError, ValueError, TypeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BenchError(f"cannot load the model: {first}", where=source,
@@ -101,12 +102,18 @@ def describe(
                                               "`release`: the train file's own.")] = "model",
     model_path: ModelPath = None,
     model: ModelName = REAL_MODEL_ID,
-    images_dir: Annotated[Path | None, typer.Option(help="Images folder (default "
+    images_dir: Annotated[Path | None, typer.Option(help="Training images folder (default "
                                                     "DATA_DIR/train_images).")] = None,
-    images_per_item: ImagesPerItem = 1,
+    valid_images_dir: Annotated[Path | None, typer.Option(
+        help="Validation images folder (default DATA_DIR/valid_images).")] = None,
+    images_per_item: ImagesPerItem = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="First N training and N validation "
                                               "images only (smoke runs).")] = None,
+    device: Annotated[Device, typer.Option(help="auto: cuda when there is one.")] = "auto",
+    dtype: Annotated[Dtype, typer.Option(help="auto: bf16 on cuda, fp32 on the CPU.")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Processes that read images and run the "
+                                         "processor (0: the main one).")] = 0,
 ) -> None:
     """Describe every training and validation image (Table 10 prompt, greedy, <= 128 tokens)."""
     from lavic.data import targets, write_descriptions
@@ -115,15 +122,15 @@ def describe(
         raise BenchError(f"--descriptions {descriptions!r}", where="bench lavic describe",
                          hint="use model or release")
     warnings = Warnings()
-    wanted = targets(data_dir, images_dir=images_dir, images_per_item=images_per_item,
-                     limit=limit, warnings=warnings)
+    try:
+        wanted = targets(data_dir, source=descriptions,  # type: ignore[arg-type]
+                         images_dir=images_dir, valid_images_dir=valid_images_dir,
+                         images_per_item=images_per_item, limit=limit, warnings=warnings)
+    except BenchError:
+        echo_warnings(warnings)  # what was skipped explains the error that follows
+        raise
     if descriptions == "release":
-        done = [(t, t.release) for t in wanted if t.release]
-        for t in wanted:
-            if not t.release:
-                warnings.add("no_description", f"{t.asin} image {t.index} has none in the "
-                             "release; not used", where=str(t.image))
-        source = "release"
+        done, source = [(t, t.release) for t in wanted], "release"
     else:
         from lavic.describe import describe as run_describe
 
@@ -131,8 +138,8 @@ def describe(
             typer.echo(f"described {done} new image(s)", err=True)
 
         done, source = run_describe(wanted, model_source(model_path, model), out,
-                                    batch_size=batch_size, warnings=warnings,
-                                    progress=progress)
+                                    batch_size=batch_size, workers=workers, device=device,
+                                    dtype=dtype, warnings=warnings, progress=progress)
     echo_warnings(warnings)
     path = write_descriptions(out, source, images_per_item, done)
     counts = {s: sum(t.split == s for t, _ in done) for s in ("train", "valid")}
@@ -181,61 +188,27 @@ def schema_values(values: dict[str, Any], schema: Any, prefix: str = "") -> dict
     return raw
 
 
-GRID = ("learning_rate", "weight_decay")
-
-
-def grid_points(lrs: list[float], wds: list[float], raw: dict[str, Any]
-                ) -> list[DistillConfig]:
-    """One checked configuration per (learning rate, weight decay) point."""
-    default = DistillConfig()
-    points = itertools.product(lrs or [default.learning_rate], wds or [default.weight_decay])
-    where = "bench lavic distill"
-    configs = []
-    for lr, wd in points:
-        values = {**raw, "learning_rate": lr, "weight_decay": wd}
-        if "lora" in values:
-            values["lora"] = {**vars(default.lora), **values["lora"]}
-        configs.append(validate(DistillConfig, values, where))
-    return configs
-
-
-def point_name(config: DistillConfig) -> str:
-    return f"lr{config.learning_rate:g}-wd{config.weight_decay:g}"
-
-
 def run_distill(descriptions: Path, out: Path, model_path: Path | None, model: str,
                 lr: list[float] | None, wd: list[float] | None, **options: Any) -> None:
-    """Stage 1 once, or once per grid point under OUT/grid/ with the best point's adapter
-    copied to OUT/adapter and every point's perplexity in OUT/result.json."""
+    """Stage 1 once, or once per grid point (:mod:`lavic.grid`), best by validation
+    perplexity."""
     from lavic.data import read_descriptions
     from lavic.distill import distill
 
-    configs = grid_points(lr or [], wd or [], schema_values(options, DistillConfig))
+    configs = grid_points(DistillConfig, lr or [], wd or [],
+                          schema_values(options, DistillConfig), "bench lavic distill")
     train, valid, header = read_descriptions(descriptions, configs[0].images_per_item)
     source = model_source(model_path, model)
     identity = weights_identity(source) or source
 
     def one(config: DistillConfig, folder: Path) -> dict[str, Any]:
-        tokenizer, base = load_base(source)
+        tokenizer, base = load_base(source, config)
         typer.echo(f"stage 1 {point_name(config)}: {len(train)} training, {len(valid)} "
                    f"validation images -> {folder}", err=True)
         return distill(base, tokenizer, train, valid, folder, config, base_identity=identity)
 
-    if len(configs) == 1:
-        result = one(configs[0], out)
-    else:
-        write_spec(out, {"stage": "distill-grid", "base": identity, "descriptions": header,
-                         "points": [c.model_dump(mode="json") for c in configs]})
-        runs = {point_name(c): one(c, out / "grid" / point_name(c)) for c in configs}
-        best = min(runs, key=lambda name: runs[name]["best_perplexity"])
-        staged = out / f".{ADAPTER_DIR}.tmp"
-        shutil.rmtree(staged, ignore_errors=True)
-        shutil.copytree(out / "grid" / best / ADAPTER_DIR, staged)
-        shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
-        staged.rename(out / ADAPTER_DIR)
-        result = {**runs[best], "best_point": best,
-                  "grid": {name: r["best_perplexity"] for name, r in runs.items()}}
-        write_json_atomic(out / "result.json", result)
+    result = run_grid(out, configs, one, metric="best_perplexity", greater=False,
+                      spec={"stage": "distill-grid", "base": identity, "descriptions": header})
     typer.echo(f"best validation perplexity {result['best_perplexity']:.4g}; adapter in "
                f"{out / ADAPTER_DIR}")
 
@@ -277,29 +250,36 @@ app.command("distill")(schema_command(run_distill, [
 
 def run_finetune(data_dir: Path, domain: list[str], out: Path, model_path: Path | None,
                  model: str, stage1: Path | None, candidate_lists: str, limit: int | None,
-                 **options: Any) -> None:
-    """Stage 2 on the train split of ``domain`` (several: one combined model), the epoch
-    chosen by HR@1 on its valid split; view embeddings cached in the harness's cache."""
+                 lr: list[float] | None, wd: list[float] | None, **options: Any) -> None:
+    """Stage 2 on the train split of ``domain`` (several: one combined model), once or once
+    per grid point (:mod:`lavic.grid`), the epoch and the point chosen by HR@1 on the valid
+    split; view embeddings cached in the harness's cache."""
     from lavic.finetune import finetune
     from lavic.recdata import load_samples
 
-    raw = schema_values(options, FinetuneConfig)
-    if "lora" in raw:
-        raw["lora"] = {**vars(FinetuneConfig().lora), **raw["lora"]}
-    config = validate(FinetuneConfig, raw, "bench lavic finetune")
+    configs = grid_points(FinetuneConfig, lr or [], wd or [],
+                          schema_values(options, FinetuneConfig), "bench lavic finetune")
+    first = configs[0]
     warnings = Warnings()
     train, valid = load_samples(data_dir, domain, shipped=candidate_lists,
-                                k=config.candidates, seed=config.seed, limit=limit,
-                                warnings=warnings)
+                                k=first.candidates, seed=first.seed, limit=limit,
+                                validation=first.validation, warnings=warnings)
     echo_warnings(warnings)
     source = model_source(model_path, model)
-    tokenizer, base = load_base(source)
-    typer.echo(f"stage 2 ({config.variant}): {len(train)} training, {len(valid)} validation "
-               f"examples -> {out}", err=True)
-    result = finetune(base, tokenizer, train, valid, out, config, stage1=stage1,
-                      cache_dir=cache_root(), base_identity=weights_identity(source) or source)
-    typer.echo(f"best validation HR@1 {result['best_hr@1']:.4g}; adapter in "
-               f"{out / ADAPTER_DIR}")
+    identity = weights_identity(source) or source
+
+    def one(config: FinetuneConfig, folder: Path) -> dict[str, Any]:
+        tokenizer, base = load_base(source, config)
+        typer.echo(f"stage 2 ({config.variant}) {point_name(config)}: {len(train)} training, "
+                   f"{len(valid)} validation examples -> {folder}", err=True)
+        return finetune(base, tokenizer, train, valid, folder, config, stage1=stage1,
+                        cache_dir=cache_root(), base_identity=identity)
+
+    result = run_grid(out, configs, one, metric="best_hr@1", greater=True,
+                      spec={"stage": "finetune-grid", "base": identity,
+                            "domains": list(domain), "candidate_lists": candidate_lists})
+    typer.echo(f"best validation HR@1 {result['best_hr@1']:.4g} ({first.validation}); "
+               f"adapter in {out / ADAPTER_DIR}")
 
 
 app.command("finetune")(schema_command(run_finetune, [
@@ -315,5 +295,73 @@ app.command("finetune")(schema_command(run_finetune, [
         help="The release's candidate lists: st (SBERT, the paper's) or gpt_large.")], "st"),
     option("limit", Annotated[int | None, typer.Option(
         min=1, help="First N conversations of each split (smoke runs).")], None),
+    option("lr", Annotated[list[float] | None, typer.Option(
+        help="Learning rate; repeat for a grid (default 5e-5).")], None),
+    option("wd", Annotated[list[float] | None, typer.Option(
+        help="Weight decay; repeat for a grid (default 1e-5).")], None),
 ], FinetuneConfig, "Stage 2: LoRA on the LLM learns to answer the Table 11 prompt with the "
-   "ground truth's ID, each candidate image as `views` cached embeddings."))
+   "ground truth's ID, each candidate image as `views` cached embeddings.", skip=GRID))
+
+
+def run_plan(data_dir: Path, domain: list[str], model_path: Path | None, model: str,
+             images_dir: Path | None, valid_images_dir: Path | None, candidate_lists: str,
+             distill_lr: list[float] | None, distill_wd: list[float] | None,
+             finetune_lr: list[float] | None, finetune_wd: list[float] | None,
+             **options: Any) -> None:
+    """Every stage's counts and estimates (:mod:`lavic.plan`) for the options the stage
+    commands would get, each stage's own under its prefix."""
+    from bench.options import validate
+    from lavic.plan import PlanConfig, make_plan, model_parts, render
+
+    where = "bench lavic plan"
+    settings = validate(PlanConfig, schema_values(options, PlanConfig), where)
+    distill = grid_points(DistillConfig, distill_lr or [], distill_wd or [],
+                          {**schema_values(options, DistillConfig, "distill_"),
+                           "dtype": settings.dtype}, where)
+    finetune = grid_points(FinetuneConfig, finetune_lr or [], finetune_wd or [],
+                           {**schema_values(options, FinetuneConfig, "finetune_"),
+                            "dtype": settings.dtype}, where)
+    config, tokenizer = model_parts(model_source(model_path, model))
+    warnings = Warnings()
+    plan = make_plan(data_dir, domain, config=config, tokenizer=tokenizer, settings=settings,
+                     distill=distill, finetune=finetune, images_dir=images_dir,
+                     valid_images_dir=valid_images_dir, candidate_lists=candidate_lists,
+                     warnings=warnings)
+    echo_warnings(warnings)
+    if settings.format == "json":
+        import json
+
+        typer.echo(json.dumps(plan, indent=2))
+    else:
+        typer.echo(render(plan), nl=False)
+
+
+def _plan_command() -> Any:
+    from lavic.plan import PlanConfig
+
+    stage = (*GRID, "device", "workers", "dtype")  # the grid and dtype are the plan's own
+    return schema_command(run_plan, [
+        option("data_dir", Annotated[Path, typer.Option(help="Data directory (release "
+                                                          "layout).")]),
+        option("domain", Annotated[list[str], typer.Option(
+            help="Domain of stage 2 and `bench run`; repeat it for one combined model.")]),
+        option("model_path", ModelPath, None),
+        option("model", ModelName, REAL_MODEL_ID),
+        option("images_dir", Annotated[Path | None, typer.Option(
+            help="Training images folder (default DATA_DIR/train_images).")], None),
+        option("valid_images_dir", Annotated[Path | None, typer.Option(
+            help="Validation images folder (default DATA_DIR/valid_images).")], None),
+        option("candidate_lists", Annotated[str, typer.Option(
+            help="The release's candidate lists: st (SBERT, the paper's) or gpt_large.")],
+            "st"),
+        *[option(f"{prefix}_{name}", Annotated[list[float] | None, typer.Option(
+            help=f"Stage {n} {what}; repeat for a grid.")], None)
+          for n, prefix in ((1, "distill"), (2, "finetune"))
+          for name, what in (("lr", "learning rate"), ("wd", "weight decay"))],
+        *schema_parameters(DistillConfig, "distill_", skip=stage),
+        *schema_parameters(FinetuneConfig, "finetune_", skip=stage),
+    ], PlanConfig, "Before a GPU hour is paid: per stage the images and examples, tokens per "
+       "example, steps, FLOPs, peak memory and hours on a named GPU.")
+
+
+app.command("plan")(_plan_command())

@@ -1,10 +1,17 @@
-"""Which images stage 1 learns from, and the descriptions file that links describe to distill.
+"""Which images stage 1 learns from, read as the authors read the release, and the descriptions
+file that links describe to distill.
 
-Training images are the items of ``item2meta_train.json`` (``{ASIN}_{k}.jpg``, the first
-``images_per_item`` of each; the paper uses the first); validation images are the held-out
-records of ``item2meta_valid.jsonl``, as in the release. A missing image is a counted warning,
-never a silent drop. ``describe`` writes ``descriptions.json`` once, atomically; ``distill``
-reads it back as :class:`~lavic.distill.Described` pairs.
+Training images are every image of an ``item2meta_train.json`` item, saved by the authors'
+crawler as ``train_images/{ASIN}_{k}.jpg`` (k: its index in ``images``); ``images_per_item``
+N keeps k < N (stage 2 and the generators use ``_0`` only). With the release's descriptions
+an image is used when the item's ``image_descriptions_llava_cleaned`` names it and it is on
+disk, as in the authors' ``ImageDescriptionDataset``; an image without one is a counted
+warning, never given another field's text (the item's ``description`` is Amazon's marketing
+copy, not a description of that picture). With the model's, every image on disk is described.
+Validation images are the records of ``item2meta_valid.jsonl`` in ``valid_images/``, with
+their ``image_description_llava_cleaned``. A missing image is a counted warning, never a silent
+drop. ``describe`` writes ``descriptions.json`` once, atomically; ``distill`` reads it back as
+:class:`~lavic.distill.Described` pairs.
 """
 
 from __future__ import annotations
@@ -12,13 +19,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.data.release import (
-    DESCRIPTION_KEYS,
     IMAGES_DIR,
+    META_TRAIN,
     META_VALID,
+    TRAIN_DESCRIPTIONS,
+    VALID_DESCRIPTION,
+    VALID_IMAGES_DIR,
+    image_name,
     load_meta,
+    parse_image_name,
     read_jsonl,
 )
 from bench.errors import BenchError, Warnings
@@ -26,7 +38,11 @@ from bench.results import write_json_atomic
 from lavic.distill import Described
 
 DESCRIPTIONS_FILE = "descriptions.json"
+# Layout of descriptions.json; 2: every image k of an item, validation from valid_images/.
+FORMAT = 2
 SPLITS = ("train", "valid")
+Source = Literal["model", "release"]
+RERUN = "re-run `bench lavic describe --out DIR` and pass --descriptions DIR"
 
 
 @dataclass(frozen=True)
@@ -38,72 +54,136 @@ class Target:
     index: int
     title: str
     image: Path
-    release: str  # the release's own description of this image ("" when it has none)
+    release: str  # the release's LLaVA description of this image ("" when it has none)
 
 
-def release_description(details: dict[str, Any], index: int) -> str:
-    """The release's description of image ``index``: a list holds one per image; a string
-    describes the first image only."""
-    for key in DESCRIPTION_KEYS:
-        value = details.get(key)
-        if isinstance(value, list):
-            value = value[index] if index < len(value) else None
-        elif index > 0:
-            value = None
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
 
 
-def targets(data_dir: Path, *, images_dir: Path | None = None, images_per_item: int = 1,
+def _described(asin: str, details: dict[str, Any], where: str,
+               warnings: Warnings) -> dict[int, str]:
+    """k -> the release's description of ``{asin}_{k}.jpg`` ("" when empty)."""
+    value = details.get(TRAIN_DESCRIPTIONS, {})
+    if not isinstance(value, dict):
+        warnings.add("bad_descriptions", f"{asin}: {TRAIN_DESCRIPTIONS} is not an object "
+                     "{image name: text}; none used", where=where)
+        return {}
+    texts: dict[int, str] = {}
+    for name, text in value.items():
+        parsed = parse_image_name(name)
+        if parsed is None or parsed[0] != asin:
+            warnings.add("bad_image_name", f"{asin}: {TRAIN_DESCRIPTIONS} names {name!r}, not "
+                         f"{image_name(asin, 0)}-like; not used", where=where)
+            continue
+        texts[parsed[1]] = _text(text)
+    return texts
+
+
+def _train(root: Path, images: Path, *, source: Source, images_per_item: int | None,
+                  warnings: Warnings) -> list[Target]:
+    """The training images of ``item2meta_train.json``, item by item, k ascending."""
+    where = str(root / META_TRAIN)
+    out: list[Target] = []
+    for asin, details in load_meta(root).records.items():
+        if "image_name" in details:  # a validation record (item2meta_valid.jsonl)
+            continue
+        listed = details.get("images")
+        count = len(listed) if isinstance(listed, list) else 0
+        texts = _described(asin, details, where, warnings) if source == "release" else {}
+        indices = sorted(set(range(count)) | set(texts))
+        if not indices:
+            warnings.add("no_images", f"{asin} lists no images; not used", where=where)
+        for k in indices:
+            if images_per_item is not None and k >= images_per_item:
+                break
+            path = images / image_name(asin, k)
+            if source == "release" and not texts.get(k):
+                warnings.add("no_description", f"{asin} image {k} has no {TRAIN_DESCRIPTIONS} "
+                             "entry; not used", where=str(path))
+            elif not path.is_file():
+                warnings.add("no_image", f"image {k} of {asin} is not on disk; skipped",
+                             where=str(path))
+            else:
+                out.append(Target("train", asin, k, str(details.get("title") or ""), path,
+                                  texts.get(k, "")))
+    return out
+
+
+def _valid(root: Path, images: Path, *, source: Source,
+                  warnings: Warnings) -> list[Target]:
+    """The validation images of ``item2meta_valid.jsonl`` (unparseable lines are counted by
+    :func:`~bench.data.release.load_meta`)."""
+    out: list[Target] = []
+    for line in read_jsonl(root / META_VALID):
+        record = line.record
+        if record is None:
+            continue
+        name = str(record.get("image_name") or "")
+        parsed = parse_image_name(name)
+        text = _text(record.get(VALID_DESCRIPTION))
+        if parsed is None:
+            warnings.add("bad_image_name", f"image_name {name!r} is not {{ASIN}}_{{k}}.jpg; "
+                         "not used", where=line.where)
+        elif source == "release" and not text:
+            warnings.add("no_description", f"{name} has no {VALID_DESCRIPTION}; not used",
+                         where=line.where)
+        elif not (images / name).is_file():
+            warnings.add("no_image", f"validation image {name} is not on disk; skipped",
+                         where=str(images / name))
+        else:
+            out.append(Target("valid", parsed[0], parsed[1], str(record.get("title") or ""),
+                              images / name, text))
+    return out
+
+
+def targets(data_dir: Path, *, source: Source = "model", images_dir: Path | None = None,
+            valid_images_dir: Path | None = None, images_per_item: int | None = None,
             limit: int | None = None, warnings: Warnings) -> list[Target]:
-    """Training then validation images that exist; each missing one is a counted warning."""
+    """Training then validation images; with ``source="release"`` only those the release
+    describes. A folder or file that is missing, or no image left, is one error line."""
     root = Path(data_dir)
     if not root.is_dir():
         raise BenchError("data directory does not exist", where=str(root),
                          hint="pass --data-dir DIR in the release layout (bench data synth)")
     images = Path(images_dir) if images_dir else root / IMAGES_DIR
+    valid_images = Path(valid_images_dir) if valid_images_dir else root / VALID_IMAGES_DIR
+    crawler = "the authors' src/crawl_images.py saves"
+    if not images.is_dir():
+        raise BenchError("no training images folder", where=str(images),
+                         hint=f"{crawler} every item image there; pass --images-dir DIR if "
+                         "they are elsewhere")
+    for name in (META_TRAIN, META_VALID):
+        if not (root / name).is_file():
+            raise BenchError("no such file", where=str(root / name),
+                             hint=f"copy {name} from the release into the data directory")
+    if not valid_images.is_dir():
+        raise BenchError("no validation images folder", where=str(valid_images),
+                         hint=f"{crawler} the images of {META_VALID} there; pass "
+                         "--valid-images-dir DIR if they are elsewhere")
     meta = load_meta(root)
     for code, where, message in meta.problems:
         warnings.add(code, message, where=where)
-    train: list[Target] = []
-    for asin, details in meta.records.items():
-        if "image_name" in details:  # a validation record (item2meta_valid.jsonl)
-            continue
-        for index in range(images_per_item):
-            path = images / f"{asin}_{index}.jpg"
-            if not path.is_file():
-                code = "no_image" if index == 0 else "fewer_images"
-                warnings.add(code, f"image {index} of {asin} missing; not used", where=str(path))
-                continue
-            train.append(Target("train", asin, index, str(details.get("title") or ""), path,
-                                release_description(details, index)))
-    valid: list[Target] = []
-    if (root / META_VALID).is_file():
-        for line in read_jsonl(root / META_VALID):
-            record = line.record or {}
-            name = str(record.get("image_name", ""))
-            path = images / name
-            if not name or not path.is_file():
-                warnings.add("no_image", f"validation image {name!r} missing; not used",
-                             where=line.where)
-                continue
-            stem = Path(name).stem
-            valid.append(Target("valid", stem.rpartition("_")[0] or stem, 0,
-                                str(record.get("title") or ""), path,
-                                release_description(record, 0)))
-    if not train or not valid:
-        raise BenchError(f"found {len(train)} training and {len(valid)} validation images",
-                         where=str(images),
-                         hint="stage 1 needs both: item2meta_train.json with {ASIN}_0.jpg "
-                         "images and item2meta_valid.jsonl")
+    train = _train(root, images, source=source, images_per_item=images_per_item,
+                   warnings=warnings)
+    valid = _valid(root, valid_images, source=source, warnings=warnings)
+    described = f" described in {TRAIN_DESCRIPTIONS}" if source == "release" else ""
+    if not train:
+        raise BenchError("no usable training image", where=str(images),
+                         hint=f"stage 1 needs {{ASIN}}_{{k}}.jpg images of {META_TRAIN} items"
+                         f"{described}; see the warnings above")
+    if not valid:
+        raise BenchError("no usable validation image", where=str(valid_images),
+                         hint=f"stage 1 needs the images of {META_VALID}; see the warnings "
+                         "above")
     return train[:limit] + valid[:limit]
 
 
-def write_descriptions(out: Path, source: str, images_per_item: int,
+def write_descriptions(out: Path, source: str, images_per_item: int | None,
                        described: list[tuple[Target, str]]) -> Path:
     """``out/descriptions.json``: the pairs stage 1 trains and validates on."""
-    payload: dict[str, Any] = {"source": source, "images_per_item": images_per_item}
+    payload: dict[str, Any] = {"format": FORMAT, "source": source,
+                               "images_per_item": images_per_item}
     for split in SPLITS:
         payload[split] = [{**asdict(t), "image": str(t.image.resolve()), "description": text}
                           for t, text in described if t.split == split]
@@ -114,27 +194,52 @@ def write_descriptions(out: Path, source: str, images_per_item: int,
     return path
 
 
-def read_descriptions(path: Path, images_per_item: int
-                      ) -> tuple[list[Described], list[Described], dict[str, Any]]:
-    """(train, valid, header) from a describe folder or its descriptions.json."""
-    file = path / DESCRIPTIONS_FILE if path.is_dir() else path
-    hint = "run `bench lavic describe --out DIR` and pass --descriptions DIR"
+def _load(file: Path) -> tuple[dict[str, list[tuple[int, Described]]], dict[str, Any]]:
+    """({split: [(k, pair)]}, header) of a descriptions file in this layout."""
     try:
         payload = json.loads(file.read_text(encoding="utf-8"))
-        rows = {split: payload[split] for split in SPLITS}
-        have = int(payload["images_per_item"])
     except FileNotFoundError:
-        raise BenchError("no descriptions file", where=str(file), hint=hint) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError("no descriptions file", where=str(file), hint=RERUN) from None
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"not a descriptions file ({exc})", where=str(file),
+                         hint=RERUN) from None
+    layout = payload.get("format") if isinstance(payload, dict) else None
+    if layout != FORMAT:
+        raise BenchError(f"a descriptions file of another layout (format {layout}; this "
+                         f"version reads {FORMAT})", where=str(file), hint=RERUN)
+    try:
+        pairs = {split: [(int(r["index"]), Described(title=r["title"], image=Path(r["image"]),
+                                                     description=r["description"]))
+                         for r in payload[split]] for split in SPLITS}
+        have = payload["images_per_item"]
+        if have is not None and not isinstance(have, int):
+            raise TypeError(f"images_per_item is {have!r}")
+    except (KeyError, TypeError, ValueError) as exc:
         raise BenchError(f"not a descriptions file ({type(exc).__name__}: {exc})",
-                         where=str(file), hint=hint) from None
-    if images_per_item > have:
-        raise BenchError(f"descriptions cover {have} image(s) per item, not {images_per_item}",
-                         where=str(file),
-                         hint=f"re-run describe with --images-per-item {images_per_item}")
-    pairs = {split: [Described(title=r["title"], image=Path(r["image"]),
-                               description=r["description"])
-                     for r in rows[split] if split == "valid" or r["index"] < images_per_item]
-             for split in SPLITS}
-    header = {k: v for k, v in payload.items() if k not in SPLITS}
-    return pairs["train"], pairs["valid"], header
+                         where=str(file), hint=RERUN) from None
+    return pairs, {k: v for k, v in payload.items() if k not in SPLITS}
+
+
+def read_descriptions(path: Path, images_per_item: int | None
+                      ) -> tuple[list[Described], list[Described], dict[str, Any]]:
+    """(train, valid, header) from a describe folder or its descriptions.json; training pairs
+    of image k >= ``images_per_item`` are left out (None: every image)."""
+    file = path / DESCRIPTIONS_FILE if path.is_dir() else path
+    pairs, header = _load(file)
+    have = header["images_per_item"]
+    if have is not None and (images_per_item is None or images_per_item > have):
+        asked = "every image" if images_per_item is None else f"{images_per_item}"
+        option = ("without --images-per-item" if images_per_item is None
+                  else f"with --images-per-item {images_per_item}")
+        raise BenchError(f"descriptions cover {have} image(s) per item, not {asked}",
+                         where=str(file), hint=f"re-run describe {option}")
+    train = [d for k, d in pairs["train"] if images_per_item is None or k < images_per_item]
+    valid = [d for _, d in pairs["valid"]]
+    for split, rows in (("training", train), ("validation", valid)):
+        if not rows:
+            raise BenchError(f"no {split} descriptions", where=str(file), hint=RERUN)
+    gone = [d.image for d in (*train, *valid) if not d.image.is_file()]
+    if gone:
+        raise BenchError(f"{len(gone)} of its images are gone, the first {gone[0]}",
+                         where=str(file), hint=RERUN)
+    return train, valid, header

@@ -3,7 +3,9 @@
 
 Every answer is appended to ``cache.jsonl`` (fsync'd per batch) under the sha256 of (model
 identity, image hash, title, prompt, decoding settings), so a killed run loses at most one
-batch and a re-run, or another run with the same model, asks nothing twice.
+batch and a re-run, or another run with the same model, asks nothing twice. Images are read
+and put through the processor in DataLoader workers (``workers``), so the model generates on
+the main thread without waiting for JPEG decoding.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, LlavaNextForConditionalGeneration
+from torch.utils.data import DataLoader, Dataset
+from transformers import AutoProcessor, BatchFeature, LlavaNextForConditionalGeneration
 
+from bench import progress as bars
 from bench.data.release import read_jsonl
 from bench.errors import BenchError, Warnings
 from bench.images import read_image
 from bench.models import weights_identity
 from lavic.data import Target
-from lavic.distill import image_hash
+from lavic.distill import image_hash, placement
 from lavic.prompts import describe_prompt, render
 
 MAX_NEW_TOKENS = 128
@@ -32,16 +37,15 @@ LOAD_HINT = ("pass --model-path DIR holding a LLaVA-NeXT save_pretrained folder 
              "(`bench lavic tiny --out DIR` writes a tiny one)")
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_model(name_or_path: str) -> tuple[LlavaNextForConditionalGeneration, Any, str]:
-    """(model in eval mode, processor, weights identity); bf16 on a GPU."""
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto"
+               ) -> tuple[LlavaNextForConditionalGeneration, Any, str]:
+    """(model in eval mode, loaded straight onto ``device`` in ``dtype``, processor, weights
+    identity); ``auto``: cuda in bf16 when there is one, else the CPU in float32."""
+    chosen, torch_dtype = placement(device, dtype)
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
-        model = LlavaNextForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype)
+        model = LlavaNextForConditionalGeneration.from_pretrained(
+            name_or_path, dtype=torch_dtype, device_map=str(chosen))
     except (OSError, ValueError, TypeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BenchError(f"cannot load the model: {first}", where=name_or_path,
@@ -50,7 +54,7 @@ def load_model(name_or_path: str) -> tuple[LlavaNextForConditionalGeneration, An
     if identity is None:
         raise BenchError("the model's files are not on this machine", where=name_or_path,
                          hint=LOAD_HINT)
-    return model.to(device()).eval(), processor, identity
+    return model.eval(), processor, identity
 
 
 class DescriptionCache:
@@ -81,10 +85,55 @@ class DescriptionCache:
             os.fsync(fh.fileno())
 
 
-def cache_key(identity: str, target: Target, prompt: str) -> str:
+def cache_key(identity: str, target: Target, prompt: str, dtype: torch.dtype) -> str:
+    """The answer's key: the model's dtype is in it (bf16 decodes other words than fp32),
+    its device is not."""
     payload = [identity, image_hash(target.image), target.title, prompt,
-               {"greedy": True, "max_new_tokens": MAX_NEW_TOKENS}]
+               {"greedy": True, "max_new_tokens": MAX_NEW_TOKENS, "dtype": str(dtype)}]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+@dataclass
+class Prepared:
+    """One batch as the model takes it, and what could not be read."""
+
+    keys: list[str]
+    inputs: BatchFeature | None  # None: no readable image in the batch
+    unreadable: list[tuple[str, str, str]]  # (key, image file, problem)
+    size: int  # images asked for, readable or not
+
+
+class Batches(Dataset[Prepared]):
+    """The images left to describe, ``batch_size`` per item: read and run through the
+    processor wherever the DataLoader calls it (a worker process with ``workers`` > 0)."""
+
+    def __init__(self, todo: Sequence[tuple[Target, str, str]], processor: Any,
+                 batch_size: int, special_tokens: bool) -> None:
+        self.todo, self.processor, self.batch_size = todo, processor, batch_size
+        self.special_tokens = special_tokens
+
+    def __len__(self) -> int:
+        return -(-len(self.todo) // self.batch_size)
+
+    def __getitem__(self, index: int) -> Prepared:
+        rows = self.todo[index * self.batch_size:(index + 1) * self.batch_size]
+        images, texts, keys, unreadable = [], [], [], []
+        for target, text, key in rows:
+            found = read_image(target.image)
+            if found.image is None:
+                unreadable.append((key, str(target.image), str(found.problem)))
+                continue
+            images.append(found.image)
+            texts.append(text)
+            keys.append(key)
+        inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt",
+                                add_special_tokens=self.special_tokens) if images else None
+        return Prepared(keys, inputs, unreadable, len(rows))
+
+
+def as_is(batch: Prepared) -> Prepared:
+    """The DataLoader's collate function: a :class:`Batches` item is a batch already."""
+    return batch
 
 
 def describe(
@@ -93,12 +142,16 @@ def describe(
     out: Path,
     *,
     batch_size: int = 4,
+    workers: int = 0,
+    device: str = "auto",
+    dtype: str = "auto",
     warnings: Warnings,
-    progress: Callable[[int], None] = lambda done: None,
+    progress: Callable[[int], None] = lambda described: None,
 ) -> tuple[list[tuple[Target, str]], str]:
     """(target, description) for each usable image, and the model identity. An unreadable
-    image is a counted warning and gets no description."""
-    model, processor, identity = load_model(name_or_path)
+    image is a counted warning and gets no description. One progress bar on stderr while it
+    runs; ``progress`` is called once at the end with the number of newly described images."""
+    model, processor, identity = load_model(name_or_path, device, dtype)
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues every row from its last token
     cache = DescriptionCache(out / CACHE_FILE, warnings)
@@ -106,34 +159,31 @@ def describe(
     special = True
     for target in targets:
         text, special = render(tokenizer, describe_prompt(target.title, processor.image_token))
-        keyed.append((target, text, cache_key(identity, target, text)))
+        keyed.append((target, text, cache_key(identity, target, text, model.dtype)))
     todo = [entry for entry in keyed if entry[2] not in cache.known]
     unusable: set[str] = set()
-    for start in range(0, len(todo), batch_size):
-        batch = []
-        for target, text, key in todo[start:start + batch_size]:
-            image = read_image(target.image)
-            if image.image is None:
-                warnings.add("bad_image", f"{image.problem}; not described",
-                             where=str(target.image))
+    loader = DataLoader(Batches(todo, processor, batch_size, special), batch_size=None,
+                        num_workers=workers, collate_fn=as_is)
+    with bars.bar(total=len(todo), desc="describing", unit="image", quiet=not todo) as bar:
+        for batch in loader:
+            for key, image, problem in batch.unreadable:
+                warnings.add("bad_image", f"{problem}; not described", where=image)
                 unusable.add(key)
-                continue
-            batch.append((image.image, text, key))
-        if batch:
-            texts = generate(model, processor, batch, special_tokens=special)
-            cache.add(list(zip([k for *_, k in batch], texts, strict=True)))
-        progress(min(start + batch_size, len(todo)))
+            if batch.inputs is not None:
+                cache.add(list(zip(batch.keys, generate(model, processor, batch.inputs),
+                                   strict=True)))
+            bar.update(batch.size)
+    if todo:
+        progress(len(todo) - len(unusable))
     done = [(t, cache.known[k]) for t, _, k in keyed if k not in unusable]
     return done, identity
 
 
 @torch.inference_mode()
 def generate(model: LlavaNextForConditionalGeneration, processor: Any,
-             batch: Sequence[tuple[Any, str, str]], *, special_tokens: bool) -> list[str]:
-    """Greedy descriptions of one batch of (image, rendered prompt, key)."""
-    images, texts = [b[0] for b in batch], [b[1] for b in batch]
-    inputs = processor(images=images, text=texts, padding=True, return_tensors="pt",
-                       add_special_tokens=special_tokens).to(model.device)
+             inputs: BatchFeature) -> list[str]:
+    """Greedy descriptions of one processed batch, on the model's device in its dtype."""
+    inputs = inputs.to(model.device, dtype=model.dtype)
     pad = processor.tokenizer.pad_token_id
     output = model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW_TOKENS,
                             pad_token_id=processor.tokenizer.eos_token_id if pad is None

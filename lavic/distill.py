@@ -15,17 +15,19 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from baselines.generators.hf import DTYPE_NAMES, pick_device, pick_dtype
 from bench.errors import BenchError
 from lavic.embed import DEFAULT_VISION_LAYER, llava, spliced_inputs, view_embeddings
 from lavic.lora import LoraSpec, stage1
@@ -35,6 +37,8 @@ from lavic.views import DEFAULT_VIEWS, ViewMaker
 IGNORE = -100
 SPEC_FILE = "spec.json"
 ADAPTER_DIR = "adapter"
+Device = Literal["auto", "cuda", "cpu"]
+Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 
 
 class Described(BaseModel):
@@ -52,20 +56,54 @@ class DistillConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     views: int = DEFAULT_VIEWS
-    images_per_item: int = Field(1, gt=0)  # the first N images of each training item
+    images_per_item: int | None = Field(None, gt=0)  # None: every described image (authors')
     vision_layer: int = DEFAULT_VISION_LAYER
     lora: LoraSpec = LoraSpec()
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     epochs: float = Field(5, gt=0)
-    max_steps: int = -1  # > 0 overrides epochs (tests, smoke runs)
+    max_steps: int = Field(-1, description="-1: train for `epochs`; N > 0: stop after N "
+                           "steps (tests, smoke runs)")
     eval_steps: int | None = Field(None, gt=0)  # None: evaluate and save once per epoch
     batch_size: int = Field(4, gt=0)
     grad_accum: int = Field(1, gt=0)
     max_length: int = Field(1024, gt=0)
     seed: int = 42
-    bf16: bool = False
+    # where it runs and how many processes feed it are not the run's identity (excluded from
+    # the spec); the dtype is: ``auto`` is resolved here, so the spec names the one used
+    device: Device = Field("auto", exclude=True)
+    workers: int = Field(0, ge=0, exclude=True)  # DataLoader processes (decoding, views)
+    dtype: Dtype = Field("auto", validate_default=True)
     gradient_checkpointing: bool = False
+
+    @field_validator("dtype")
+    @classmethod
+    def _resolve_dtype(cls, value: str, info: ValidationInfo) -> str:
+        return DTYPE_NAMES[placement(info.data.get("device", "auto"), value)[1]]
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        if value == 0 or value < -1:  # 0 would silently mean "epochs" to Trainer
+            raise ValueError("use -1 (train for epochs) or a positive number of steps")
+        return value
+
+
+def placement(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """The device and dtype a command runs in (``auto``: cuda, bf16 there, else the CPU in
+    fp32); under torchrun / accelerate a GPU is this process's own (``LOCAL_RANK``), which is
+    where ``Trainer`` expects the model, so it never moves it."""
+    chosen = pick_device(device, "--device")
+    if chosen.type == "cuda" and chosen.index is None:
+        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return chosen, pick_dtype(dtype, chosen)
+
+
+def place(model: torch.nn.Module, config: DistillConfig) -> torch.nn.Module:
+    """``model`` on the config's device in its dtype, before any forward (a no-op for a model
+    loaded there, as ``bench lavic`` loads it)."""
+    device, dtype = placement(config.device, config.dtype)
+    return model.to(device=device, dtype=dtype)
 
 
 def image_hash(path: Path) -> str:
@@ -196,9 +234,20 @@ def perplexity(prediction: EvalPrediction) -> dict[str, float]:
     return {"perplexity": math.exp(pairs[:, 0].sum() / tokens) if tokens else math.inf}
 
 
+# transformers 5.23 renamed it (the old name warns); the floor, 5.0, knows only the old one
+CHECKPOINTING = ("activation_checkpointing"
+                 if "activation_checkpointing" in {f.name for f in fields(TrainingArguments)}
+                 else "gradient_checkpointing")
+
+
 def training_arguments(out: Path, config: DistillConfig, *, metric: str = "perplexity",
                        greater: bool = False) -> TrainingArguments:
+    """The Trainer's settings. The weights are in ``config.dtype`` already; bf16 / fp16 add
+    autocast for peft's float32 LoRA weights (and fp16 its loss scaling). ``use_cpu`` keeps a
+    CPU run off any GPU and, under torchrun on a CPU-only machine, forms a gloo group (without
+    it every process would train on all the data)."""
     every = "epoch" if config.eval_steps is None else "steps"
+    device = placement(config.device, config.dtype)[0]
     return TrainingArguments(
         output_dir=str(out), seed=config.seed, data_seed=config.seed,
         per_device_train_batch_size=config.batch_size,
@@ -212,10 +261,10 @@ def training_arguments(out: Path, config: DistillConfig, *, metric: str = "perpl
         load_best_model_at_end=True, metric_for_best_model=metric,
         greater_is_better=greater, save_total_limit=2,
         label_names=["labels"], remove_unused_columns=False,
-        bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
-        logging_steps=1, report_to=[], dataloader_num_workers=0,
-        # without it, torchrun on a CPU-only machine trains every process on all the data
-        use_cpu=not torch.cuda.is_available(),
+        bf16=config.dtype == "bf16", fp16=config.dtype == "fp16",
+        **{CHECKPOINTING: config.gradient_checkpointing},
+        logging_steps=1, report_to=[], dataloader_num_workers=config.workers,
+        use_cpu=device.type == "cpu",
     )
 
 
@@ -258,7 +307,7 @@ def distill(
             "train": data_hash(train), "valid": data_hash(valid)}
     write_spec(out, spec)
     set_seed(config.seed)  # LoRA's initial weights
-    peft_model = stage1(model, config.lora)
+    peft_model = stage1(place(model, config), config.lora)
     views = ViewMaker(llava(peft_model).config, config.views)
     collator = Collator(tokenizer, views, llava(peft_model).config.image_token_index,
                         config.max_length)

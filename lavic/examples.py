@@ -1,5 +1,6 @@
-"""Stage-2 training examples: one per (conversation, ground truth), exactly one ground truth
-among ``k`` candidates.
+"""Stage-2 examples: for training, one per (conversation, ground truth), exactly one ground
+truth among ``k`` candidates; for validation as the test runs, one per conversation with the
+retriever's list as it is (:func:`as_tested`).
 
 The retriever's top ``k`` are kept where possible. Other ground truths of the same conversation
 are replaced by negatives drawn from the domain's catalog; a target the retriever missed is
@@ -15,8 +16,10 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bench.config import RunSpec
 from bench.data.schema import Split
 from bench.errors import BenchError
+from bench.permutations import presented_order
 
 NO_CANDIDATES = "finetune_no_candidates"
 UNKNOWN_TARGET = "finetune_gt_not_in_catalog"
@@ -24,9 +27,16 @@ UNKNOWN_TARGET = "finetune_gt_not_in_catalog"
 
 @dataclass(frozen=True)
 class RecExample:
+    """Candidates shown for a conversation and the ground truths HR@1 counts against them."""
+
     conversation_id: str
-    target: str
-    candidates: tuple[str, ...]  # shuffled; contains ``target`` and no other ground truth
+    candidates: tuple[str, ...]  # in the order shown
+    truths: tuple[str, ...]  # training: the one target; tested: every ground truth, as written
+
+    @property
+    def target(self) -> str:
+        """The answer a training example teaches (its only truth)."""
+        return self.truths[0]
 
 
 def _negatives(rng: random.Random, pool: Sequence[str], exclude: set[str], n: int) -> list[str]:
@@ -53,7 +63,7 @@ def example(conversation_id: str, target: str, ground_truths: set[str],
     negatives += _negatives(rng, pool, ground_truths | set(negatives), k - 1 - len(negatives))
     candidates = [*negatives, target]
     rng.shuffle(candidates)
-    return RecExample(conversation_id, target, tuple(candidates))
+    return RecExample(conversation_id, tuple(candidates), (target,))
 
 
 def finetune_examples(split: Split, retrieved: Mapping[str, Sequence[str]], *, k: int = 10,
@@ -78,4 +88,23 @@ def finetune_examples(split: Split, retrieved: Mapping[str, Sequence[str]], *, k
                 continue
             examples.append(example(conversation.id, target, set(truths), ranked, pool,
                                     k=k, seed=seed))
+    return examples
+
+
+def as_tested(split: Split, retrieved: Mapping[str, Sequence[str]], *, k: int = 10
+              ) -> list[RecExample]:
+    """One example per conversation as ``bench run`` (default seed) shows it: the retriever's
+    top ``k`` as they come, no ground truth inserted, in the harness's displayed order; every
+    ground truth stays a pair, so one outside the list is a miss. A conversation without a
+    list is kept (its pairs are misses) with a counted warning."""
+    run = RunSpec()
+    examples = []
+    for conversation in split.conversations:
+        ranked = list(retrieved.get(conversation.id) or ())[:k]
+        if not ranked:
+            split.warnings.add(NO_CANDIDATES, "no candidate list; its pairs count as misses",
+                               where=conversation.id)
+        shown = presented_order(ranked, run.seed, conversation.id, run.keep_order)
+        examples.append(RecExample(conversation.id, tuple(shown),
+                                   tuple(split.answers[conversation.id].gt_items)))
     return examples

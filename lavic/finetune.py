@@ -7,8 +7,10 @@ candidate image's view embeddings are computed once into the view cache
 tower. The prompt is the harness's own (:mod:`lavic.recprompt`: exactly what the ``lavic``
 generator feeds); the loss covers the ID tokens and end-of-sequence only. Training is
 transformers' ``Trainer`` (checkpoints, resume, accumulation, bf16, gradient checkpointing,
-data-parallel as in stage 1); the epoch kept is the one with the best validation HR@1 from
-scoring the candidates' IDs (the authors' validation loss is NaN), not the lowest loss.
+data-parallel as in stage 1); the epoch kept is the one with the best validation HR@1 (the
+authors' validation loss is NaN). Validation asks what the test asks by default (``generate``:
+the raw candidate lists, greedy answers read by the paper's parser, hits over (conversation,
+ground truth) pairs); ``score`` ranks the candidates' IDs with the ground truth inserted.
 """
 
 from __future__ import annotations
@@ -25,61 +27,97 @@ from pydantic import Field
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from baselines.generators.hf import HFOptions
 from baselines.generators.scoring import score_continuations
 from bench.data.schema import Item, Split
 from bench.errors import BenchError
+from bench.parser import PAPER, parse_choice
+from bench.protocols import Choice
+from bench.results import hit
 from lavic import checkpoint
 from lavic.distill import (
     IGNORE,
     DistillConfig,
     DistillTrainer,
     labelled_nll,
+    place,
     training_arguments,
     write_spec,
 )
 from lavic.embed import llava, spliced_inputs
-from lavic.examples import finetune_examples
-from lavic.fulltokens import FullTokens, TokenCache
+from lavic.examples import RecExample, as_tested, finetune_examples
+from lavic.fulltokens import EntireTokens, TokenCache, entire_tokens
 from lavic.lora import stage2
 from lavic.recprompt import RecPrompt
 from lavic.viewcache import ImageRows, ViewCache
-from lavic.views import DEFAULT_VIEWS, ViewMaker
+from lavic.views import ViewMaker
 
 Variant = Literal["lavic", "no-images", "no-distill", "entire-tokens"]
+Validation = Literal["generate", "score"]
 METRIC = "hr@1"
+#: new tokens a generate-mode answer may take: the lavic generator's default
+GENERATED = HFOptions.model_fields["max_new_tokens"].default
 
 
 class FinetuneConfig(DistillConfig):
     """Stage-2 settings: stage 1's training defaults, the paper's 2K input limit and batch 1, the
     variant (``lavic``; ``no-images``: titles only; ``no-distill``: views from the base vision
-    side; ``entire-tokens``: LLaVA's own image tokens, :mod:`lavic.fulltokens`)."""
+    side; ``entire-tokens``: every token of the views, :mod:`lavic.fulltokens`)."""
 
     variant: Variant = "lavic"
-    images_per_item: int = Field(1, ge=1, le=1)  # the release ships each item's first image
+    entire_tokens: EntireTokens = "views"  # the paper's 5 x 577; anyres: LLaVA's own tokens
+    images_per_item: int = Field(1, ge=1, le=1)  # {ASIN}_0.jpg only, as the authors' stage 2
     candidates: int = Field(10, gt=0)
     max_length: int = Field(2048, gt=0)
     batch_size: int = Field(1, gt=0)  # Section 5.1: "set the batch size to 1"
     embed_batch_size: int = Field(16, gt=0)
+    validation: Validation = "generate"  # the test's protocol; score: faster, easier
 
 
 @dataclass(frozen=True)
 class RecSample:
-    """One (conversation, ground truth) pair with its candidates, ground truth included."""
+    """A conversation, the candidates shown for it and the ground truths HR@1 counts."""
 
     conversation: str
     candidates: tuple[Item, ...]
-    target: str
+    truths: tuple[str, ...]  # training: the one target; tested: every ground truth
+
+    @property
+    def target(self) -> str:
+        """The answer a training sample teaches (its only truth)."""
+        return self.truths[0]
+
+
+def _as_samples(split: Split, examples: Sequence[RecExample]) -> list[RecSample]:
+    """Examples as prompts' inputs (conversation text, catalog items)."""
+    contexts = {c.id: c.context for c in split.conversations}
+    return [RecSample(contexts[ex.conversation_id],
+                      tuple(split.catalog.get(a) or Item(asin=a, title="")
+                            for a in ex.candidates), ex.truths)
+            for ex in examples]
 
 
 def samples(split: Split, retrieved: Mapping[str, Sequence[str]], *, k: int = 10,
             seed: int = 0) -> list[RecSample]:
-    """:func:`lavic.examples.finetune_examples` as prompts' inputs (items, conversation)."""
-    contexts = {c.id: c.context for c in split.conversations}
-    out = []
-    for ex in finetune_examples(split, retrieved, k=k, seed=seed):
-        items = tuple(split.catalog.get(a) or Item(asin=a, title="") for a in ex.candidates)
-        out.append(RecSample(contexts[ex.conversation_id], items, ex.target))
-    return out
+    """:func:`lavic.examples.finetune_examples` (training; ``score`` validation)."""
+    return _as_samples(split, finetune_examples(split, retrieved, k=k, seed=seed))
+
+
+def samples_as_tested(split: Split, retrieved: Mapping[str, Sequence[str]], *, k: int = 10
+                      ) -> list[RecSample]:
+    """:func:`lavic.examples.as_tested` (``generate`` validation: the test's lists)."""
+    return _as_samples(split, as_tested(split, retrieved, k=k))
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One validation request as the model reads it."""
+
+    prompt: list[int]
+    keys: list[bytes]
+    candidates: tuple[str, ...]
+    answers: list[list[int]]  # score: each candidate's ID + EOS; generate: none
+    truths: tuple[str, ...]
 
 
 class Encoder:
@@ -105,19 +143,26 @@ class Encoder:
         return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
                 "images": keys}
 
-    def scoring(self, sample: RecSample) -> tuple[list[int], list[list[int]], list[bytes]]:
-        """(prompt ids, each candidate's answer ids, image keys) for validation HR@1."""
-        answers = [self.coder.answer(item.asin) for item in sample.candidates]
-        prompt, keys = self.prompt(sample, max(map(len, answers)))
-        return prompt, answers, keys
+    def asked(self, sample: RecSample, validation: Validation) -> Asked:
+        """A validation request: the prompt leaves the room the lavic generator leaves (its
+        ``max_new_tokens``, or the longest scored ID + EOS), so the ids are the test's."""
+        if not sample.candidates:  # nothing to ask: every pair is a miss
+            return Asked([], [], (), [], sample.truths)
+        answers = ([self.coder.answer(item.asin) for item in sample.candidates]
+                   if validation == "score" else [])
+        prompt, keys = self.prompt(sample, max(map(len, answers)) if answers else GENERATED)
+        return Asked(prompt, keys, tuple(i.asin for i in sample.candidates), answers,
+                     sample.truths)
 
 
-def rows_hash(rows: Sequence[dict[str, Any]]) -> str:
-    """One hash over every training row: prompt words, tokenizer, images, answers."""
+def rows_hash(rows: Sequence[Any]) -> str:
+    """One hash over every row (training rows, validation requests): prompt words,
+    tokenizer, images, answers."""
     digest = hashlib.sha256()
     for row in rows:
-        digest.update(json.dumps([row["input_ids"], row["labels"],
-                                  [k.hex() for k in row["images"]]]).encode())
+        fields = row if isinstance(row, dict) else vars(row)
+        digest.update(json.dumps({k: [x.hex() for x in v] if k in ("images", "keys") else v
+                                  for k, v in fields.items()}, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -146,46 +191,79 @@ class Collator:
                 "views": self.views(keys)}
 
 
-class FinetuneTrainer(DistillTrainer):
-    """Loss on the spliced prompt; evaluation is HR@1 by scoring each candidate's ID + EOS."""
+class Validator:
+    """Validation HR@1 the harness's way: hits (:func:`bench.results.hit`) over (conversation,
+    ground truth) pairs; an unasked conversation (no candidates) scores none of its pairs."""
 
-    def __init__(self, *args: Any, scoring: list[tuple[list[int], list[list[int]],
-                                                         list[bytes]]],
-                 collator: Collator, targets: list[int], **kwargs: Any) -> None:
+    def __init__(self, asked: Sequence[Asked], collator: Collator, tokenizer: Any) -> None:
+        self.asked, self.collator, self.tokenizer = list(asked), collator, tokenizer
+
+    def choose(self, model: torch.nn.Module, asked: Asked, device: torch.device) -> Choice:
+        """What ``model`` answers: the best-scored ID, or its greedy answer read by the
+        paper's parser (what ``bench run --model lavic`` does with ``decoding`` generate)."""
+        ids = torch.tensor([asked.prompt], device=device)
+        embeds = spliced_inputs(model, ids, self.collator.views(asked.keys).to(device))
+        fed = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(ids)}
+        if asked.answers:
+            logprobs = score_continuations(model, fed, asked.answers).logprobs
+            best = asked.candidates[max(range(len(asked.answers)), key=logprobs.__getitem__)]
+            return Choice(best, best)
+        eos = model.generation_config.eos_token_id
+        eos = {self.tokenizer.eos_token_id} if eos is None else set(
+            [eos] if isinstance(eos, int) else eos)
+        out = model.generate(**fed, input_ids=ids, do_sample=False, max_new_tokens=GENERATED,
+                             pad_token_id=self.collator.pad_id)
+        new = out[0, ids.shape[1]:].tolist()
+        ends = [k for k, token in enumerate(new) if token in eos]
+        raw = self.tokenizer.decode(new[: ends[0] + 1] if ends else new,
+                                    skip_special_tokens=True).strip()
+        return parse_choice(raw, asked.candidates, rule=PAPER)
+
+    @torch.no_grad()
+    def hit_rate(self, model: torch.nn.Module, device: torch.device) -> float:
+        was_training = model.training
+        model.eval()
+        hits = pairs = 0
+        try:
+            for asked in self.asked:
+                pick = self.choose(model, asked, device).item_id if asked.candidates else None
+                hits += sum(hit(pick, truth) for truth in asked.truths)
+                pairs += len(asked.truths)
+        finally:
+            model.train(was_training)
+        return hits / max(pairs, 1)
+
+
+class FinetuneTrainer(DistillTrainer):
+    """Loss on the spliced prompt; evaluation is the :class:`Validator`'s HR@1."""
+
+    def __init__(self, *args: Any, validator: Validator, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.scoring, self.collator, self.targets = scoring, collator, targets
+        self.validator = validator
 
     def nll(self, inner: torch.nn.Module, inputs: dict[str, torch.Tensor],
             wrapped: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         embeds = spliced_inputs(inner, inputs["input_ids"], inputs["views"])
         return labelled_nll(wrapped, embeds, inputs["attention_mask"], inputs["labels"])
 
-    @torch.no_grad()
-    def hit_rate(self) -> float:
-        model = self.model
-        was_training = model.training
-        model.eval()
-        device = self.args.device
-        hits = 0
-        try:
-            for (prompt, answers, keys), target in zip(self.scoring, self.targets, strict=True):
-                ids = torch.tensor([prompt], device=device)
-                views = self.collator.views(keys).to(device)
-                embeds = spliced_inputs(model, ids, views)
-                fed = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(ids)}
-                logprobs = score_continuations(model, fed, answers).logprobs
-                hits += max(range(len(answers)), key=logprobs.__getitem__) == target
-        finally:
-            model.train(was_training)
-        return hits / max(len(self.targets), 1)
-
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
-        metrics = {f"{metric_key_prefix}_{METRIC}": self.hit_rate()}
+        metrics = {f"{metric_key_prefix}_{METRIC}": self.validator.hit_rate(self.model,
+                                                                           self.args.device)}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
                                                          metrics)
         return metrics
+
+
+#: what each validation protocol asks, for result.json
+VALIDATION = {
+    "generate": f"the split's candidate lists as shipped (top k, shown in bench run's order), "
+                f"greedy answers of at most {GENERATED} new tokens read by the {PAPER} parser, "
+                "HR@1 over (conversation, ground truth) pairs: the test's protocol",
+    "score": "the ground truth inserted among k candidates, the best-scored ID + EOS, "
+             "HR@1 over (conversation, ground truth) pairs: faster, easier than the test",
+}
 
 
 def slots(config: FinetuneConfig) -> int:
@@ -200,18 +278,15 @@ def image_rows(config: FinetuneConfig, model_config: Any, cache_dir: Path, *, ba
     if config.variant == "no-images":
         return None
     if config.variant == "entire-tokens":
-        placeholder = tokenizer.convert_ids_to_tokens(model_config.image_token_index)
-        return TokenCache(cache_dir, base=base,
-                          full=FullTokens(model_config, tokenizer, placeholder), hidden=hidden)
+        full = entire_tokens(config.entire_tokens, model_config, views=config.views,
+                             layer=config.vision_layer, tokenizer=tokenizer)
+        return TokenCache(cache_dir, base=base, full=full, hidden=hidden)
     return ViewCache(cache_dir, base=base, stage1=stage1,
                      views=ViewMaker(model_config, config.views), layer=config.vision_layer,
                      hidden=hidden)
 
 
 def _check_variant(config: FinetuneConfig, stage1: Path | None) -> None:
-    if config.variant == "entire-tokens" and config.views != DEFAULT_VIEWS:
-        raise BenchError("variant entire-tokens shows LLaVA's own image tokens, not views",
-                         where="lavic finetune", hint="leave views at its default")
     if config.variant == "lavic" and stage1 is None:
         raise BenchError("variant lavic needs the stage-1 output folder", where="lavic finetune",
                          hint="pass --stage1 DIR, or use variant no-distill")
@@ -246,13 +321,16 @@ def finetune(
 ) -> dict[str, Any]:
     """Train stage 2 into ``out`` (resuming its last checkpoint if any) on ``model`` (the base
     weights) plus the stage-1 run in ``stage1``; the best adapter by validation HR@1 is saved
-    under ``out/adapter``. Returns the spec plus the best HR@1 and checkpoint."""
+    under ``out/adapter``. ``valid``: :func:`samples_as_tested` for ``generate`` validation
+    (the test's lists), :func:`samples` for ``score``. Returns the spec plus the best HR@1 and
+    checkpoint."""
     if not train or not valid:
         raise BenchError("stage 2 needs training and validation conversations",
                          where="lavic finetune", hint="check the splits and candidate lists")
     _check_variant(config, stage1)
     stage1_id = checkpoint.stage1_hash(stage1)
     _refuse_new_stage1(out, stage1_id)
+    model = place(model, config)  # before the cache fill, the first forward
     if stage1 is not None:
         model = checkpoint.merge_adapter(model, stage1 / checkpoint.ADAPTER_DIR)
     base = llava(model)
@@ -265,10 +343,11 @@ def finetune(
                          config.embed_batch_size)
     encoder = Encoder(RecPrompt(tokenizer, placeholder, slots(config), config.max_length),
                       cache)
-    train_rows, valid_rows = [encoder.row(s) for s in train], [encoder.row(s) for s in valid]
+    train_rows = [encoder.row(s) for s in train]
+    asked = [encoder.asked(s, config.validation) for s in valid]
     spec = {"stage": "finetune", "base": base_identity, "stage1": stage1_id,
             "config": config.model_dump(mode="json"), "train": rows_hash(train_rows),
-            "valid": rows_hash(valid_rows)}
+            "valid": rows_hash(asked)}
     write_spec(out, spec, what="stage-2")
     checkpoint.keep_stage1(stage1, out)
     set_seed(config.seed)  # LoRA's initial weights
@@ -278,15 +357,15 @@ def finetune(
     collator = Collator(pad, cache, hidden)
     trainer = FinetuneTrainer(
         model=peft_model, args=training_arguments(out, config, metric=METRIC, greater=True),
-        data_collator=collator, train_dataset=train_rows, eval_dataset=valid_rows,
+        data_collator=collator, train_dataset=train_rows, eval_dataset=asked,
         callbacks=list(callbacks), vision_layer=config.vision_layer,
-        scoring=[encoder.scoring(s) for s in valid], collator=collator,
-        targets=[[i.asin for i in s.candidates].index(s.target) for s in valid])
+        validator=Validator(asked, collator, tokenizer))
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)))
     trainer.save_model(str(out / checkpoint.ADAPTER_DIR))
     state = trainer.state
     result = {**spec, "best_hr@1": state.best_metric,
-              "best_checkpoint": Path(state.best_model_checkpoint or "").name}
+              "best_checkpoint": Path(state.best_model_checkpoint or "").name,
+              "validation": VALIDATION[config.validation]}
     if trainer.is_world_process_zero():
         (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

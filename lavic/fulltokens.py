@@ -1,34 +1,100 @@
-"""The ``entire-tokens`` ablation (the paper's Table 7): each candidate image as all of
-LLaVA-NeXT's own any-resolution image tokens instead of ``views`` [CLS] embeddings.
+"""The ``entire-tokens`` ablation (the paper's Table 7, "Entire tokens (5 x 577)"): each
+candidate image as every token of its views instead of one [CLS] vector per view.
 
-The tokens are the base model's, through its frozen vision side exactly as LLaVA feeds them
-(its vision feature layer and selection strategy, any-resolution grid, unpadding and newline
-tokens), computed once per image into the cache like the views. Their number depends on the
-image's size (up to 2,928 per image on the real model, which is why the paper ran out of
-memory at 10 candidates); the model's own processor counts them from the size alone, so a
-prompt can be budgeted before any pixel is processed. A cached row holds ``tokens`` vectors
-as ``(tokens, 1, hidden)``: each token fills one placeholder slot.
+Definition ``views`` (the default, the paper's row): the same views the LaViC prompt uses
+(:class:`lavic.views.ViewMaker`), every position of the same vision layer the [CLS] embedding
+comes from ([CLS] and all patches: 5 x 577 = 2,885 tokens per image on the real model), each
+through the projector. The vision side is the base model's, frozen: the paper fine-tunes
+LLaVA-v1.6 "directly", with no self-distillation (Section 5.3). The count per image is fixed,
+``views x (patches + 1)``, so a prompt's length is known before any pixel is read and a
+request longer than the input limit is refused up front.
+
+Definition ``anyres``: LLaVA-NeXT's own image features as LLaVA feeds them (its vision feature
+layer and selection strategy, any-resolution grid, unpadding and newline tokens); their number
+depends on the image's size (up to 2,928 on the real model) and the model's processor counts
+them from the size alone.
+
+Rows are computed once per image (eval mode, no gradient) into the harness's cache in the
+model's dtype (2,885 x 4,096 bf16 values are 23.6 MB per image) and read back as
+``(tokens, 1, hidden)``: each token fills one placeholder slot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
 from transformers import LlavaNextConfig, LlavaNextProcessor
 
 from bench.cache import ArrayCache
+from bench.errors import BenchError
 from lavic.arch import preprocessor_settings
 from lavic.embed import llava
 from lavic.viewcache import CACHE_DIR, ImageRows
-from lavic.views import ImageProcessor
+from lavic.views import DEFAULT_VIEWS, ImageProcessor, ViewMaker
+
+EntireTokens = Literal["views", "anyres"]
 
 
-class FullTokens:
-    """LLaVA-NeXT's image tokens of one image: how many, and the vectors."""
+@contextlib.contextmanager
+def _eval(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no LoRA dropout) and no gradient, the model's mode restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _on_model(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    weight = next(llava(model).model.vision_tower.parameters())
+    return pixels.to(weight.device, weight.dtype)
+
+
+def tokens_per_view(config: LlavaNextConfig) -> int:
+    """[CLS] plus the patches of one view: 577 for CLIP-L/14 at 336 px."""
+    vision = config.vision_config
+    return (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
+
+
+class ViewTokens:
+    """Every token of every view of one vision layer, projected: ``views x (patches + 1)``
+    vectors per image, whatever its size."""
+
+    def __init__(self, config: LlavaNextConfig, views: int, layer: int) -> None:
+        depth = int(config.vision_config.num_hidden_layers)
+        if not -(depth + 1) <= layer <= depth:
+            raise BenchError(f"vision layer {layer} does not exist", where="vision_layer",
+                             hint=f"the vision tower has hidden states -{depth + 1}..{depth}")
+        self.maker, self.layer = ViewMaker(config, views), layer
+        self.tokens = views * tokens_per_view(config)
+
+    def settings(self) -> dict[str, Any]:
+        return {"definition": "views", "layer": self.layer, "views": self.maker.settings()}
+
+    def count(self, image: Image.Image | None = None) -> int:
+        return self.tokens
+
+    def embed(self, model: torch.nn.Module, images: Sequence[Image.Image]) -> torch.Tensor:
+        """``(len(images), tokens, hidden)`` on the CPU in the model's dtype."""
+        inner = llava(model).model
+        with _eval(model):
+            pixels = _on_model(model, self.maker.batch(images).flatten(0, 1))
+            states = inner.vision_tower(pixels, output_hidden_states=True).hidden_states
+            rows = inner.multi_modal_projector(states[self.layer])
+        return rows.reshape(len(images), self.tokens, -1).cpu()
+
+
+class AnyResTokens:
+    """LLaVA-NeXT's own image features of an image: how many (from its size), and the
+    vectors."""
 
     def __init__(self, config: LlavaNextConfig, tokenizer: Any, placeholder: str) -> None:
         self.config = config
@@ -40,7 +106,8 @@ class FullTokens:
             image_token=placeholder)
 
     def settings(self) -> dict[str, Any]:
-        return {"processor": self._settings, "layer": self.config.vision_feature_layer,
+        return {"definition": "anyres", "processor": self._settings,
+                "layer": self.config.vision_feature_layer,
                 "strategy": self.config.vision_feature_select_strategy}
 
     def count(self, image: Image.Image) -> int:
@@ -49,55 +116,79 @@ class FullTokens:
         return int(self.processor._get_num_multimodal_tokens(image_sizes=sizes)
                    .num_image_tokens[0])
 
-    @torch.inference_mode()
-    def embed(self, model: torch.nn.Module, image: Image.Image) -> torch.Tensor:
-        """``(tokens, hidden)`` float32 on the CPU, in eval mode."""
+    def embed(self, model: torch.nn.Module, images: Sequence[Image.Image]) -> torch.Tensor:
+        """``(len(images), tokens, hidden)`` for images of one token count, one at a time."""
         inner = llava(model).model
-        pixels = self.processor.image_processor(image, return_tensors="pt")
-        weight = next(inner.vision_tower.parameters())
-        was_training = model.training
-        model.eval()
-        try:
-            out = inner.get_image_features(
-                pixel_values=pixels["pixel_values"].to(weight.device, weight.dtype),
-                image_sizes=pixels["image_sizes"].to(weight.device),
-                vision_feature_layer=self.config.vision_feature_layer,
-                vision_feature_select_strategy=self.config.vision_feature_select_strategy)
-        finally:
-            model.train(was_training)
-        return torch.cat(list(out.pooler_output)).to("cpu", torch.float32)
+        rows = []
+        with _eval(model):
+            for image in images:
+                pixels = self.processor.image_processor(image, return_tensors="pt")
+                out = inner.get_image_features(
+                    pixel_values=_on_model(model, pixels["pixel_values"]),
+                    image_sizes=pixels["image_sizes"].to(inner.device),
+                    vision_feature_layer=self.config.vision_feature_layer,
+                    vision_feature_select_strategy=self.config.vision_feature_select_strategy)
+                rows.append(torch.cat(list(out.pooler_output)).cpu())
+        return torch.stack(rows)
+
+
+Tokens = ViewTokens | AnyResTokens
+
+
+def entire_tokens(definition: EntireTokens, config: LlavaNextConfig, *, views: int, layer: int,
+                  tokenizer: Any) -> Tokens:
+    """The token maker of ``definition`` (``views`` and ``layer`` apply to ``views`` only)."""
+    if definition == "views":
+        return ViewTokens(config, views, layer)
+    if views != DEFAULT_VIEWS:
+        raise BenchError("entire_tokens = anyres shows LLaVA's own image tokens, not views",
+                         where="views", hint="leave views at its default")
+    return AnyResTokens(config, tokenizer, tokenizer.convert_ids_to_tokens(
+        config.image_token_index))
 
 
 class TokenCache(ImageRows):
-    """Every image's full token rows; one store per token count (a store's rows share a
-    shape), the count known from the image size."""
+    """Every image's entire-token rows, one store per (token count, dtype): a store's rows
+    share a shape, and rows of another dtype are other numbers."""
 
-    def __init__(self, root: Path, *, base: str, full: FullTokens, hidden: int) -> None:
+    def __init__(self, root: Path, *, base: str, full: Tokens, hidden: int) -> None:
         super().__init__()
         self.full, self.hidden, self.root = full, hidden, Path(root) / CACHE_DIR
         self.key = "lavic-full-tokens;" + json.dumps({"base": base, **full.settings()},
                                                       sort_keys=True)
         self.store = ArrayCache(self.root, self.key)  # names the producer in identities
         self.counts: dict[bytes, int] = {}
+        self.dtype = torch.float32  # of the rows :meth:`read` returns: the last fill's model
+        self._stores: dict[tuple[int, torch.dtype], ArrayCache] = {}
 
     def _store(self, tokens: int) -> ArrayCache:
-        return ArrayCache(self.root, f"{self.key};tokens={tokens}")
+        at = (tokens, self.dtype)
+        if at not in self._stores:
+            self._stores[at] = ArrayCache(self.root, f"{self.key};tokens={tokens};"
+                                          f"dtype={str(self.dtype).removeprefix('torch.')}")
+        return self._stores[at]
 
     def fill(self, model: torch.nn.Module, images: dict[bytes, Image.Image],
              batch_size: int = 16) -> int:
-        done = 0
+        self.dtype = next(llava(model).model.multi_modal_projector.parameters()).dtype
+        groups: dict[int, list[bytes]] = {}
         for key, image in images.items():
-            tokens = self.counts[key] = self.full.count(image)
+            self.counts[key] = self.full.count(image)
+            groups.setdefault(self.counts[key], []).append(key)
+        done = 0
+        for tokens, keys in groups.items():
             store = self._store(tokens)
-            if store.missing([key]):
-                row = self.full.embed(model, image)
-                if row.shape[0] != tokens:
-                    raise RuntimeError(f"{row.shape[0]} image features, {tokens} counted")
-                store.write([key], row.unsqueeze(0))
-                done += 1
+            todo = [keys[i] for i in store.missing(keys)]
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                rows = self.full.embed(model, [images[k] for k in batch])
+                if rows.shape[1] != tokens:
+                    raise RuntimeError(f"{rows.shape[1]} image features, {tokens} counted")
+                store.write(batch, rows)
+            done += len(todo)
         return done
 
     def read(self, keys: list[bytes]) -> torch.Tensor:
         rows = [self._store(self.counts[k]).read([k])[0] for k in keys]
-        flat = torch.cat(rows) if rows else torch.zeros(0, self.hidden)
+        flat = torch.cat(rows) if rows else torch.zeros(0, self.hidden, dtype=self.dtype)
         return flat.unsqueeze(1)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, ValidationError
 from transformers import AutoConfig, AutoTokenizer, LlavaNextForConditionalGeneration
 
 from baselines.generators.hf import HFGenerator, HFOptions, Rendered, Settings, Source, load
@@ -75,7 +75,8 @@ class LavicGenerator(HFGenerator):
         return self.coder.format_slots(text)
 
     def image_tokens(self, images: Sequence[Image.Image]) -> list[int]:
-        """Views are in the text already (one token each); full tokens vary per image."""
+        """Views are in the text already (one token each); entire tokens expand to each
+        image's count."""
         if isinstance(self.cache, TokenCache):
             return [self.cache.full.count(image) for image in images]
         return [1 for _ in images]
@@ -129,10 +130,15 @@ def _build(ctx: BuildContext, name: str) -> LavicGenerator:
     plain = {k: v for k, v in ctx.options.items() if k != "checkpoint"}
     settings = Settings.from_context(replace(ctx, options={**plain, "images": images}), name,
                                      vision=True)
-    trained = spec["config"]
+    try:
+        trained = FinetuneConfig(**spec["config"])
+    except (ValidationError, TypeError) as err:
+        raise BenchError(f"{folder} holds settings this version cannot read "
+                         f"({str(err).splitlines()[0]})", where=f"{table} checkpoint",
+                         hint="fine-tune it again with `bench lavic finetune`") from None
     # stage 2's input limit, explicit: a request that cannot fit (ten candidates' entire
     # tokens on the real model) is a counted over_budget failure, as the paper's o.o.m.
-    settings = replace(settings, max_length=settings.max_length or trained["max_length"])
+    settings = replace(settings, max_length=settings.max_length or trained.max_length)
     source = Source.locate(ctx, name, REAL_MODEL_ID)
     trained_on = str(spec.get("base") or "").rpartition("@")[2]
     if trained_on and source.fingerprint().rpartition("@")[2] != trained_on:
@@ -142,9 +148,9 @@ def _build(ctx: BuildContext, name: str) -> LavicGenerator:
     config = load(AutoConfig, source)
     tokenizer = load(AutoTokenizer, source)
     placeholder = tokenizer.convert_ids_to_tokens(config.image_token_index)
-    coder = RecPrompt(tokenizer, placeholder, slots(FinetuneConfig(**trained)),
+    coder = RecPrompt(tokenizer, placeholder, slots(trained),
                       settings.max_length)
-    cache = image_rows(FinetuneConfig(**trained), config, ctx.cache_dir, base=spec["base"],
+    cache = image_rows(trained, config, ctx.cache_dir, base=spec["base"],
                        stage1=spec["stage1"], tokenizer=tokenizer)
     weights = functools.partial(load_weights, source, settings, folder)
     return LavicGenerator(name, source, settings, weights, config, tokenizer, coder, cache,

@@ -8,6 +8,7 @@ number of conversations the case itself says should survive. Never a traceback.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from tests.conftest import ASINS
 
+ROOT = Path(__file__).parents[1]
 PLUGIN = Path(__file__).parent / "plugins" / "toy.py"
 N = 12  # conversations per split in the fixture
 CELL = ("reddit-amazon", "all_beauty", "test", "dataset-st", "none")
@@ -31,7 +33,7 @@ class Case:
 
     setup: Callable[[Path, Path], list[str]]
     error: tuple[str, ...] = ()  # fragments of the one error line; empty = must succeed
-    warnings: dict[str, int] = field(default_factory=dict)  # exactly these, on success
+    warnings: dict[str, int] = field(default_factory=dict)  # exactly these in results.json
     n: int = N  # conversations that must be scored, on success
     model: str = "none"
     stdout: tuple[str, ...] = ()  # fragments a successful non-run command must print
@@ -105,10 +107,13 @@ def meta_text(text: str) -> Callable[[Path], None]:
     return lambda p: p.write_text(text)
 
 
-def meta_entry(asin: str, value: object) -> Callable[[Path], None]:
+def meta_entry(asin: str, value: object | None) -> Callable[[Path], None]:
+    """Set ``asin``'s metadata to ``value``; ``None`` removes the entry."""
     def change(path: Path) -> None:
         meta = json.loads(path.read_text())
         meta[asin] = value
+        if value is None:
+            del meta[asin]
         path.write_text(json.dumps(meta))
     return change
 
@@ -145,7 +150,6 @@ def image_case(kind: str, asins: int = 1) -> Case:
             else:
                 image.write_text("GIF? no, an HTML error page")
         return run_args(data, tmp, model="toy-eyes")
-    # The fixture ships ASINS[:10] as every conversation's candidates_st.
     return Case(setup, warnings={"bad_image": N * asins}, model="toy-eyes")
 
 
@@ -341,6 +345,8 @@ CASES: dict[str, Case] = {
     "gt_items a string": rows_case(set_row(3, gt_items=ASINS[0]),
                                    warnings={"bad_field": 1, "no_ground_truth": 1}, n=N - 1),
     "gt_items not an ASIN": rows_case(set_row(3, gt_items=["nope"]), warnings={"bad_asin": 1}),
+    "gt_items repeated": rows_case(set_row(3, gt_items=[ASINS[3]] * 2),
+                                   warnings={"repeated_ground_truth": 1}),
     "candidates repeated": rows_case(set_row(4, candidates_st=[ASINS[0]] * 2 + ASINS[1:10]),
                                      warnings={"duplicate_candidate": 1}),
     "candidates a string": rows_case(set_row(4, candidates_st="B000000001"),
@@ -367,6 +373,11 @@ CASES: dict[str, Case] = {
                                          warnings={"no_title": 1}),
     "metadata entry not an object": meta_case(meta_entry(ASINS[2], "Red lipstick"),
                                               warnings={"bad_metadata": 1}),
+    # The fixture ships ASINS[:10] as every conversation's candidates_st.
+    "metadata entry missing": Case(
+        lambda d, t: (meta_entry(ASINS[0], None)(d / "item2meta_train.json"),
+                      run_args(d, t, model="toy-flaky"))[1],
+        warnings={"missing_metadata": N}, model="toy-flaky"),
     "metadata a list": meta_case(meta_text("[]"), "item2meta_train.json", "JSON object"),
     "metadata malformed": meta_case(meta_text('{"B000000001": {"title": "x"},\n oops}'),
                                     "item2meta_train.json:2", "malformed JSON"),
@@ -388,9 +399,11 @@ CASES: dict[str, Case] = {
     # ----------------------------------------------------------- runs that went wrong
     "every request failed": Case(lambda d, t: run_args(d, t, model="toy-flaky"),
                                  error=("every request failed", "toy-flaky", "re-run"),
-                                 model="toy-flaky"),
+                                 warnings={"all_failed": N}, model="toy-flaky"),
     "a request over budget": Case(lambda d, t: run_args(d, t, model="toy-flaky"),
                                   warnings={"over_budget": 1}, model="toy-flaky"),
+    "every conversation cut to fit": Case(lambda d, t: run_args(d, t, model="toy-flaky"),
+                                          warnings={"truncated": N}, model="toy-flaky"),
     # ----------------------------------------------------------- options (validated by the
     # option schema; here to show the CLI applies bench.toml's rules)
     "limit zero": Case(with_run("--limit", "0"), error=("limit = 0", "greater than 0")),
@@ -401,11 +414,44 @@ CASES: dict[str, Case] = {
     "no retrievers": Case(toml("[run]\nretrievers = []\n"), error=("b.toml", "retrievers")),
     "no models": Case(toml("[run]\nmodels = []\n"), error=("b.toml", "models")),
 }
-FLAKY = {"every request failed": "error", "a request over budget": "over_budget"}
+FLAKY = {"every request failed": "error", "a request over budget": "over_budget",
+         "every conversation cut to fit": "truncated"}
+# Codes recorded outside a run's results.json, and the tests that cover them.
+ELSEWHERE = {"bad_cache_line": "tests/test_response_cache.py",
+             "no_pair_hits": "tests/test_check_pairs.py"}
 
 
-def test_the_corpus_is_large() -> None:
-    assert len(CASES) >= 60
+def recorded_codes() -> set[str]:
+    """Every warning code the harness's source can record, read from the source (not from
+    CASES): the first argument of ``*warnings.add(...)`` and of ``*problems.append((...))``, a
+    variable resolved through its assignments in the same function."""
+    codes: set[str] = set()
+    for path in sorted([*ROOT.joinpath("bench").rglob("*.py"),
+                        *ROOT.joinpath("baselines").rglob("*.py")]):
+        for func in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(func, ast.FunctionDef):
+                continue
+            assigned = {t.id: node.value for node in ast.walk(func) if isinstance(node, ast.Assign)
+                        for t in node.targets if isinstance(t, ast.Name)}
+            for call in ast.walk(func):
+                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.args):
+                    continue
+                owner, code = ast.unparse(call.func.value), call.args[0]
+                if call.func.attr == "append" and owner.endswith("problems"):
+                    code = code.elts[0] if isinstance(code, ast.Tuple) else code
+                elif call.func.attr != "add" or not owner.endswith("warnings"):
+                    continue
+                code = assigned.get(code.id, code) if isinstance(code, ast.Name) else code
+                codes.update(n.value for n in ast.walk(code)
+                             if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return codes
+
+
+def test_the_corpus_covers_every_warning_code_in_the_source() -> None:
+    covered = {code for case in CASES.values() for code in case.warnings}
+    assert set(ELSEWHERE) <= recorded_codes()
+    assert covered == recorded_codes() - set(ELSEWHERE)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -428,6 +474,9 @@ def test_a_user_mistake(name: str, release: Path, tmp_path: Path,
         assert all(f in errors[0] for f in case.error), errors[0]
         if name not in FLAKY:  # a flagged run also prints its summary first
             assert stderr.splitlines() == errors
+        if case.warnings:  # a flagged run records its warnings before it fails
+            cell = tmp_path.joinpath("out", *CELL[:-1], case.model)
+            assert json.loads((cell / "results.json").read_text())["warnings"] == case.warnings
         return
     assert code == 0 and not errors, stderr
     if args[0] != "run":

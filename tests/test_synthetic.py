@@ -23,10 +23,12 @@ from bench.data.synthetic import (
     GENERATOR_VERSION,
     LEXICON,
     SIZES,
+    VIEWS,
     ensure_synthetic,
     requested_attributes,
     synthesize,
 )
+from bench.data.validate import validate
 from bench.errors import BenchError
 from bench.protocols import Generator, Request
 from bench.registry import generators, load_plugins
@@ -42,6 +44,13 @@ CONVERSATION_FIELDS = {
 VALID_FIELDS = {"title", "image_name", "image", "image_description_llava_cleaned"}
 MAIN_CATEGORIES = {"All Beauty", "AMAZON FASHION", "Amazon Home"}
 MOJIBAKE = "\u00e2\u0080\u0099"
+DESCRIBED = "image_descriptions_llava_cleaned"
+# What the harness reads of seed 0, small, as generator version 1 wrote it (before items had
+# several photos): the extra photos must not move any other random stream.
+V1_SMALL_SEED0 = {
+    "items": "4e9acf62c0a63d877bbc14e319ed61efe944211d921b30f1532f1e5a894bdb6e",
+    "conversations": "041e6327ead01d231dd166d4ddeedac511c691a0f06682b8d45aed96aef9a77c",
+}
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +126,62 @@ def test_release_layout_and_field_names(world: Path) -> None:
                     assert f"/dp/{asin}" in row["gt"]  # the reply quotes its answer
                 for asin in row["gt_items"] + row["context_items"]:
                     assert attributes[asin]["domain"] == domain
+    photos = set()
     for asin, record in meta.items():
-        assert set(record) == {"title", "description", "images", "main_category", "categories"}
+        assert set(record) == {"title", "description", "images", DESCRIBED, "main_category",
+                               "categories"}
         assert record["main_category"] in MAIN_CATEGORIES
-        assert record["images"] == [{"large": f"synthetic://{asin}_0.jpg"}]
-        assert (world / "train_images" / f"{asin}_0.jpg").is_file()
+        names = [f"{asin}_{k}.jpg" for k in range(len(record["images"]))]
+        assert 2 <= len(names) <= 3
+        assert record["images"] == [{"large": f"synthetic://{name}"} for name in names]
+        assert list(record[DESCRIBED]) == names  # one LLaVA-style description per photo
+        photos.update(names)
+    assert {p.name for p in (world / "train_images").iterdir()} == photos
     valid = [json.loads(line) for line in (world / "item2meta_valid.jsonl").open()]
     assert len(valid) == spec.valid_items
     for record in valid:
         assert set(record) == VALID_FIELDS
-        asin = record["image_name"].removesuffix("_0.jpg")
-        assert asin not in meta and asin in attributes  # held out, like the release's
-        assert (world / "train_images" / record["image_name"]).is_file()
+        asin, _, k = record["image_name"].removesuffix(".jpg").rpartition("_")
+        assert asin not in meta and asin in attributes and k in "012"  # held out
+    assert {p.name for p in (world / "valid_images").iterdir()} == {
+        r["image_name"] for r in valid}
+    assert {int(r["image_name"][-5]) for r in valid} != {0}  # each photo keeps its index
+    report = validate(world)
+    assert report.ok and report.items["no_image"] == 0, report.render()
+
+
+def _harness_view(root: Path) -> dict[str, str]:
+    """Hashes of what the harness reads: item text fields and the conversation files."""
+    meta = _meta(root)
+    shown = {a: {k: m[k] for k in ("title", "description", "main_category", "categories")}
+             for a, m in meta.items()}
+    digest = hashlib.sha256()
+    for domain in DOMAINS:
+        for split in SPLITS:
+            digest.update((root / domain / f"{split}.jsonl").read_bytes())
+    return {"items": hashlib.sha256(json.dumps(shown).encode()).hexdigest(),
+            "conversations": digest.hexdigest()}
+
+
+def test_the_harness_reads_what_generator_v1_wrote(world: Path) -> None:
+    assert _harness_view(world) == V1_SMALL_SEED0
+
+
+def test_each_photo_has_its_own_description(world: Path) -> None:
+    attributes = _attributes(world)
+    assert all(requested_attributes(sentence) == {} for sentence in VIEWS.values())
+    for asin, record in _meta(world).items():
+        attrs = attributes[asin]
+        texts = list(record[DESCRIBED].values())
+        assert len(set(texts)) == len(texts) and record["description"] not in texts
+        for text in texts:  # every photo shows the attributes; the sentence says how
+            assert text.startswith(record["description"])
+            assert requested_attributes(text) == {k: attrs[k]
+                                                  for k in ("category", *ATTRIBUTE_KINDS)}
+        with Image.open(world / "train_images" / f"{asin}_0.jpg") as front:
+            for name in list(record[DESCRIBED])[1:]:
+                with Image.open(world / "train_images" / name) as other:
+                    assert other.size == front.size and other.tobytes() != front.tobytes()
 
 
 def test_asins_are_release_like_and_unique_across_domains(world: Path) -> None:

@@ -75,6 +75,9 @@ def score_continuations(
             forward += width
         return Scores(totals, forward)
     out = model(**inputs, use_cache=True, logits_to_keep=1)
+    # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns): the cache
+    # goes back in under the name the model's output gives it.
+    name = "cache" if "cache" in out else "past_key_values"
     last = out.logits[0]
     totals, forward = [], length
     for start in range(0, len(continuations), group):
@@ -84,10 +87,10 @@ def score_continuations(
             totals.extend(picked(last, c) for c in conts)
             continue
         rows = [list(c[:-1]) + [c[0]] * (width - len(c) + 1) for c in conts]
-        cache = copy.deepcopy(out.past_key_values)
+        cache = copy.deepcopy(out[name])
         cache.batch_repeat_interleave(len(conts))
         logits = model(input_ids=torch.tensor(rows, dtype=torch.long, device=device),
-                       past_key_values=cache).logits
+                       **{name: cache}).logits
         totals.extend(picked(torch.cat([last, logits[k]]), c) for k, c in enumerate(conts))
         forward += len(conts) * width
     return Scores(totals, forward)

@@ -3,9 +3,12 @@
 Layout under a data directory::
 
     {domain}/{split}.jsonl      one conversation per line
-    item2meta_train.json        ASIN -> {"title", "images", "description", ...}
+    item2meta_train.json        ASIN -> {"title", "images", "description",
+                                "image_descriptions_llava_cleaned": {"{ASIN}_{k}.jpg": text}}
     item2meta_valid.jsonl       512 images used to validate visual distillation
-    train_images/{ASIN}_0.jpg   the first image of each item
+    train_images/{ASIN}_{k}.jpg every image of each item (k: its index in ``images``); the
+                                harness shows ``{ASIN}_0.jpg``
+    valid_images/{image_name}   the images of item2meta_valid.jsonl
 
 Bad lines never abort a load and never vanish silently: each is a counted warning naming
 ``file:line`` (recorded in results.json), and ``bench data validate`` turns them into errors.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +43,27 @@ from bench.errors import BenchError, Warnings
 META_TRAIN = "item2meta_train.json"
 META_VALID = "item2meta_valid.jsonl"
 IMAGES_DIR = "train_images"
+VALID_IMAGES_DIR = "valid_images"  # where the authors' crawler saves item2meta_valid's images
+# LLaVA's per-image descriptions: a dict {"{ASIN}_{k}.jpg": text} per item2meta_train.json item,
+# one text per item2meta_valid.jsonl record.
+TRAIN_DESCRIPTIONS = "image_descriptions_llava_cleaned"
+VALID_DESCRIPTION = "image_description_llava_cleaned"
 # Amazon Reviews 2023 ``main_category`` values of the three domains.
 MAIN_CATEGORY = {"All Beauty": "all_beauty", "AMAZON FASHION": "amazon_fashion",
                  "Amazon Home": "amazon_home"}
 REQUIRED_FIELDS = ("context", "gt_items")
+_IMAGE_NAME_RE = re.compile(r"(?P<asin>[^/\\]+)_(?P<index>\d+)\.jpg")
+
+
+def image_name(asin: str, index: int) -> str:
+    """The crawler's file name of image ``index`` (in ``images``) of item ``asin``."""
+    return f"{asin}_{index}.jpg"
+
+
+def parse_image_name(name: str) -> tuple[str, int] | None:
+    """(ASIN, k) of ``{ASIN}_{k}.jpg``, or None for any other name."""
+    match = _IMAGE_NAME_RE.fullmatch(name)
+    return (match["asin"], int(match["index"])) if match else None
 
 
 @dataclass(frozen=True)

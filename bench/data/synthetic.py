@@ -6,7 +6,10 @@ for a product category plus visual attributes (colour, pattern, shape, finish) i
 wording, titles mostly do not state those attributes, and only the pictures (and the
 LLaVA-style descriptions standing in for the release's image descriptions) show them. A
 text-only method over titles therefore has a visible ceiling, while an oracle that sees the
-attributes does not. Everything is derived from the seed with private RNGs, so the same seed
+attributes does not. As in the release, every item has several photos
+(``train_images/{ASIN}_{k}.jpg``; the harness shows ``_0``), each with its own description in
+``image_descriptions_llava_cleaned``, and the validation records' photos are in
+``valid_images/``. Everything is derived from the seed with private RNGs, so the same seed
 gives byte-identical files.
 """
 
@@ -26,11 +29,20 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from bench.data.release import (
+    IMAGES_DIR,
+    META_TRAIN,
+    META_VALID,
+    TRAIN_DESCRIPTIONS,
+    VALID_DESCRIPTION,
+    VALID_IMAGES_DIR,
+    image_name,
+)
 from bench.data.schema import DOMAINS, SPLITS
 from bench.errors import BenchError
 from bench.models import cache_root
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 ATTRIBUTE_KINDS = ("colour", "pattern", "shape", "finish")
 ATTRIBUTES_FILE = "synthetic_attributes.json"
 REQUESTS_FILE = "synthetic_requests.json"
@@ -333,6 +345,16 @@ _GT_MULTI = (
 _LINES = ("Classic", "Luxe", "Everyday", "Studio", "Essentials", "Pro", "Signature", "Daily")
 _SYLLABLES = ("lu", "mo", "ra", "ve", "ki", "zen", "na", "so", "ri", "dor", "fin", "bel", "mar")
 _MOJIBAKE = "\u00e2\u0080\u0099"  # a UTF-8 right quote read as Latin-1, as in the release
+# Each item's photos, as the release's ``images``: "front" (the harness's ``{ASIN}_0.jpg``)
+# then 1-2 other renderings of the same object, with the sentence that photo's LLaVA
+# description adds. No sentence may name a lexicon phrase (a test checks this).
+VIEWS: dict[str, str] = {
+    "front": "This is the main product photo, on a light background.",
+    "close-up": "This photo is a close-up of the product, cropped around its middle.",
+    "tilted": "In this photo the product is tilted at an angle.",
+    "distant": "This photo shows the product from further away, with more background around it.",
+    "backdrop": "This photo shows the product on a darker backdrop.",
+}
 
 def _compile_lexicon() -> tuple[dict[str, tuple[str, str]], re.Pattern[str]]:
     """Phrase -> (kind, value) for attributes and categories, and one regex finding them."""
@@ -552,11 +574,13 @@ def _draw_pattern(
             row += 1
 
 
-def _render(item: _Item, seed: int) -> Image.Image:
+def _render(item: _Item, seed: int, background: tuple[int, int, int] | None = None
+            ) -> Image.Image:
     """A product picture that shows colour (fill), pattern, shape (silhouette) and finish."""
     rng = random.Random(f"{seed}:image:{item.asin}")
     w, h = item.width, item.height
-    bg = tuple(220 + rng.randint(0, 15) for _ in range(3))
+    bg = tuple(220 + rng.randint(0, 15) for _ in range(3))  # drawn even when overridden
+    bg = background or bg
     fill = COLOUR_RGB[item.attrs["colour"]]
     luminance = 0.3 * fill[0] + 0.59 * fill[1] + 0.11 * fill[2]
     ink = (250, 250, 250) if luminance < 150 else (45, 45, 45)
@@ -609,6 +633,36 @@ def _render(item: _Item, seed: int) -> Image.Image:
         image.paste(texture, mask=mask)
         ImageDraw.Draw(image).line([*poly, poly[0]], fill=outline, width=line)
     return image
+
+
+def _views(asin: str, seed: int) -> list[str]:
+    """The item's photos in ``images`` order, from an RNG of their own (no other stream moves)."""
+    rng = random.Random(f"{seed}:views:{asin}")
+    return ["front", *rng.sample(sorted(set(VIEWS) - {"front"}), rng.randint(1, 2))]
+
+
+def _view_description(item: _Item, view: str) -> str:
+    return f"{item.description} {VIEWS[view]}"
+
+
+def _photo(item: _Item, seed: int, view: str, front: Image.Image) -> Image.Image:
+    """Photo ``view`` of ``item``: ``front`` (its :func:`_render`) moved, scaled or re-lit."""
+    rng = random.Random(f"{seed}:view:{item.asin}:{view}")
+    w, h = front.size
+    bg = front.getpixel((0, 0))
+    if view == "backdrop":
+        return _render(item, seed, background=(rng.randint(150, 185),) * 3)
+    if view == "close-up":
+        return front.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize((w, h))
+    if view == "tilted":
+        angle = rng.choice((-1, 1)) * rng.uniform(12, 25)
+        return front.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=bg)
+    if view == "distant":
+        small = front.resize((max(1, w * 2 // 3), max(1, h * 2 // 3)))
+        canvas = Image.new("RGB", (w, h), bg)
+        canvas.paste(small, ((w - small.width) // 2, (h - small.height) // 2))
+        return canvas
+    return front
 
 
 # --------------------------------------------------------------------------- conversations
@@ -779,8 +833,9 @@ def synthesize(out: Path, *, seed: int, size: str) -> Path:
     if out.exists() and not out.is_dir():
         raise BenchError("expected a folder to write the dataset into, found a file",
                          where=str(out), hint="pass a new or existing folder to --out")
-    images = out / "train_images"
+    images, valid_images = out / IMAGES_DIR, out / VALID_IMAGES_DIR
     images.mkdir(parents=True, exist_ok=True)
+    valid_images.mkdir(exist_ok=True)
     master = random.Random(f"lavic-synthetic:{seed}")
     first_held_out = spec.items_per_domain * len(DOMAINS)
     asins = _make_asins(master, first_held_out + spec.valid_items)
@@ -801,10 +856,14 @@ def synthesize(out: Path, *, seed: int, size: str) -> Path:
         held_out.extend(_make_items(rng, domain, asins[first_held_out + d :: len(DOMAINS)], spec))
         catalog.extend(items)
         for item in items:
+            views = _views(item.asin, seed)
+            names = [image_name(item.asin, k) for k in range(len(views))]
             meta[item.asin] = {
                 "title": item.title,
                 "description": item.description,
-                "images": [{"large": f"synthetic://{item.asin}_0.jpg"}],
+                "images": [{"large": f"synthetic://{name}"} for name in names],
+                TRAIN_DESCRIPTIONS: {name: _view_description(item, view)
+                                     for name, view in zip(names, views, strict=True)},
                 "main_category": dspec.main_category,
                 "categories": [dspec.department, item.category.phrasings[0].title()],
             }
@@ -821,20 +880,23 @@ def synthesize(out: Path, *, seed: int, size: str) -> Path:
     for item in (*catalog, *held_out):
         kind = {"domain": item.domain, "category": item.category.name}
         attributes[item.asin] = {**kind, **item.attrs}
-        _render(item, seed).save(images / f"{item.asin}_0.jpg", "JPEG", quality=JPEG_QUALITY)
-    _write_jsonl(
-        out / "item2meta_valid.jsonl",
-        (
-            {
-                "title": item.title,
-                "image_name": f"{item.asin}_0.jpg",
-                "image": f"synthetic://{item.asin}_0.jpg",
-                "image_description_llava_cleaned": item.description,
-            }
-            for item in held_out
-        ),
-    )
-    (out / "item2meta_train.json").write_text(json.dumps(meta), encoding="utf-8")
+    for item in catalog:
+        front = _render(item, seed)
+        for k, view in enumerate(_views(item.asin, seed)):
+            _photo(item, seed, view, front).save(images / image_name(item.asin, k), "JPEG",
+                                                 quality=JPEG_QUALITY)
+    valid_records: list[dict[str, str]] = []
+    for item in held_out:  # one photo each, in valid_images/ like the release's
+        views = _views(item.asin, seed)
+        k = random.Random(f"{seed}:valid-view:{item.asin}").randrange(len(views))
+        name = image_name(item.asin, k)
+        _photo(item, seed, views[k], _render(item, seed)).save(
+            valid_images / name, "JPEG", quality=JPEG_QUALITY)
+        valid_records.append({"title": item.title, "image_name": name,
+                              "image": f"synthetic://{name}",
+                              VALID_DESCRIPTION: _view_description(item, views[k])})
+    _write_jsonl(out / META_VALID, valid_records)
+    (out / META_TRAIN).write_text(json.dumps(meta), encoding="utf-8")
     (out / ATTRIBUTES_FILE).write_text(json.dumps(attributes), encoding="utf-8")
     (out / REQUESTS_FILE).write_text(json.dumps(requests), encoding="utf-8")
     manifest = {

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.data.synthetic import synthesize
+from bench.data.synthetic import SIZES, synthesize
 from lavic.describe import CACHE_FILE
 
 LIMIT = 3  # training and validation images per smoke run
@@ -60,11 +60,18 @@ def test_release_descriptions_are_the_train_and_valid_files_own(released: Path,
     meta = json.loads((world / "item2meta_train.json").read_text())
     valid = [json.loads(x) for x in (world / "item2meta_valid.jsonl").read_text().splitlines()]
     assert payload["source"] == "release" and len(payload["train"]) == LIMIT
+    first = next(iter(meta))  # every item has 2-3 photos: the first item's _0 and _1 lead
+    assert [(r["asin"], r["index"]) for r in payload["train"][:2]] == [(first, 0), (first, 1)]
     for row in payload["train"]:
-        assert row["description"] == meta[row["asin"]]["description"]
-        assert Path(row["image"]).name == f"{row['asin']}_0.jpg"
-    assert [r["description"] for r in payload["valid"]] == [
-        v["image_description_llava_cleaned"] for v in valid[:LIMIT]]
+        image = Path(row["image"])
+        assert image.name == f"{row['asin']}_{row['index']}.jpg"
+        assert image.parent == (world / "train_images").resolve()
+        assert row["description"] == \
+            meta[row["asin"]]["image_descriptions_llava_cleaned"][image.name]
+        assert row["description"] != meta[row["asin"]]["description"]
+    assert [(Path(r["image"]), r["description"]) for r in payload["valid"]] == [
+        ((world / "valid_images" / v["image_name"]).resolve(),
+         v["image_description_llava_cleaned"]) for v in valid[:LIMIT]]
 
 
 def test_describe_caches_every_answer_and_resumes(world: Path, tiny: Path,
@@ -85,19 +92,28 @@ def test_describe_caches_every_answer_and_resumes(world: Path, tiny: Path,
 
 
 def test_distill_grid_keeps_the_best_point(released: Path, tiny: Path, tmp_path: Path) -> None:
+    """OUT holds the adapter of the point whose evaluations, as transformers' Trainer logged
+    them (each point's trainer_state.json, not our result.json), reached the lowest validation
+    perplexity: the checkpoint of that evaluation, byte for byte."""
     code, stdout, stderr = bench(
         "lavic", "distill", "--descriptions", released, "--model-path", tiny, "--out", tmp_path,
         "--lr", "1e-4", "--lr", "5e-2", "--wd", "0", "--views", "1", "--lora-r", "2", *FAST)
     assert code == 0, stderr
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert set(result["grid"]) == {"lr0.0001-wd0", "lr0.05-wd0"}
-    best = min(result["grid"], key=result["grid"].get)
-    assert result["best_point"] == best and result["best_perplexity"] == result["grid"][best]
-    assert result["config"]["views"] == 1 and result["config"]["lora"]["r"] == 2
-    chosen = tmp_path / "grid" / best / "adapter" / "adapter_model.safetensors"
+    lowest = {}
+    for point in ("lr0.0001-wd0", "lr0.05-wd0"):  # command-line order: the earlier wins a tie
+        last = max((tmp_path / "grid" / point).glob("checkpoint-*"),
+                   key=lambda p: int(p.name.split("-")[1]))
+        history = json.loads((last / "trainer_state.json").read_text())["log_history"]
+        evals = [(h["eval_perplexity"], h["step"]) for h in history if "eval_perplexity" in h]
+        assert [step for _, step in evals] == [1, 2]  # --eval-steps 1, --max-steps 2
+        lowest[point] = min(evals)
+    best = min(lowest, key=lowest.__getitem__)
+    perplexity, step = lowest[best]
+    chosen = tmp_path / "grid" / best / f"checkpoint-{step}" / "adapter_model.safetensors"
     assert (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes() == \
         chosen.read_bytes()
-    assert f"{result['best_perplexity']:.4g}" in stdout
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 2
+    assert f"{perplexity:.4g}" in stdout
 
 
 def test_distill_refuses_a_folder_holding_another_run(released: Path, tiny: Path,
@@ -114,7 +130,6 @@ def test_distill_refuses_a_folder_holding_another_run(released: Path, tiny: Path
     (["--batch-size", "0"], ("bench lavic distill", "batch_size = 0", "greater than 0")),
     (["--lora-dropout", "2"], ("lora.dropout",)),
     (["--views", "3"], ("views = 3 is not supported", "1, 5, 9")),
-    (["--images-per-item", "2"], ("cover 1 image(s) per item", "--images-per-item 2")),
     (["--epochs", "x"], ("bench lavic distill", "Invalid value for '--epochs'")),
 ])
 def test_distill_option_mistakes_are_one_line(released: Path, tiny: Path, tmp_path: Path,
@@ -123,6 +138,18 @@ def test_distill_option_mistakes_are_one_line(released: Path, tiny: Path, tmp_pa
     code, _, stderr = bench("lavic", "distill", "--descriptions", released, "--model-path",
                             tiny, "--out", tmp_path, *FAST, *extra)
     one_error(code, stderr, *fragments)
+
+
+def test_distill_needs_descriptions_of_every_image_it_trains_on(world: Path, tiny: Path,
+                                                                tmp_path: Path) -> None:
+    assert bench("lavic", "describe", "--data-dir", world, "--out", tmp_path / "d",
+                 "--descriptions", "release", "--limit", LIMIT, "--images-per-item", "1")[0] == 0
+    distill = ["lavic", "distill", "--descriptions", tmp_path / "d", "--model-path", tiny,
+               "--out", tmp_path / "s", *FAST]
+    one_error(*bench(*distill)[::2], "cover 1 image(s) per item, not every image",
+              "without --images-per-item")
+    one_error(*bench(*distill, "--images-per-item", "2")[::2], "not 2",
+              "--images-per-item 2")
 
 
 def test_input_mistakes_are_one_line(world: Path, tiny: Path, tmp_path: Path) -> None:
@@ -143,15 +170,16 @@ def test_input_mistakes_are_one_line(world: Path, tiny: Path, tmp_path: Path) ->
 def test_missing_images_are_counted_or_refused(world: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(world, tmp_path / "world")
     meta = json.loads((copy / "item2meta_train.json").read_text())
-    gone = next(iter(meta))
-    (copy / "train_images" / f"{gone}_0.jpg").unlink()
+    described = sum(len(m["image_descriptions_llava_cleaned"]) for m in meta.values())
+    gone = copy / "train_images" / f"{next(iter(meta))}_1.jpg"
+    gone.unlink()
     code, stdout, stderr = bench("lavic", "describe", "--data-dir", copy, "--out",
                                  tmp_path / "d", "--descriptions", "release")
     warned = [x for x in stderr.splitlines() if x.startswith("warning [no_image] x1:")]
-    assert code == 0 and len(warned) == 1 and gone in warned[0]
-    assert f"{len(meta) - 1} training" in stdout
+    assert code == 0 and len(warned) == 1 and str(gone) in warned[0], stderr
+    assert f"{described - 1} training and {SIZES['small'].valid_items} validation" in stdout
     shutil.rmtree(copy / "train_images")
     (copy / "train_images").mkdir()
     one_error(*bench("lavic", "describe", "--data-dir", copy, "--out", tmp_path / "d",
-                     "--descriptions", "release")[::2], "found 0 training and 0 validation",
-              "train_images")
+                     "--descriptions", "release")[::2], "no usable training image",
+              str(copy / "train_images"))

@@ -1,4 +1,5 @@
-"""Stage-2 examples: one ground truth among k candidates, reproducible, input untouched."""
+"""Stage-2 examples: one ground truth among k candidates, reproducible, input untouched; the
+validation lists as the test shows them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from bench.data.schema import Answer, Catalog, Conversation, Item, Split
 from bench.errors import BenchError
-from lavic.examples import NO_CANDIDATES, UNKNOWN_TARGET, finetune_examples
+from bench.permutations import presented_order
+from lavic.examples import NO_CANDIDATES, UNKNOWN_TARGET, as_tested, finetune_examples
 
 ITEMS = [f"B{i:09d}" for i in range(40)]
 
@@ -75,3 +77,20 @@ def test_skips_are_counted() -> None:
 def test_a_catalog_too_small_is_one_line() -> None:
     with pytest.raises(BenchError, match="too few items"):
         finetune_examples(split(TRUTHS), RETRIEVED, k=40)
+
+
+def test_tested_examples_are_the_lists_as_bench_run_shows_them() -> None:
+    truths = {**TRUTHS, "twice": (ITEMS[2], ITEMS[2]), "none": (ITEMS[1],)}
+    data = split(truths)
+    retrieved = {**RETRIEVED, "twice": ITEMS[:12]}
+    tested = as_tested(data, retrieved, k=10)
+    assert [(e.conversation_id, e.truths) for e in tested] == list(truths.items())
+    by_id = {e.conversation_id: e for e in tested}
+    for name in ("hit", "miss", "multi", "twice"):  # top 10 as shipped, nothing swapped in
+        assert sorted(by_id[name].candidates) == sorted(retrieved[name][:10])
+        assert list(by_id[name].candidates) == presented_order(retrieved[name][:10], 0, name,
+                                                               keep=False)
+    assert ITEMS[35] not in by_id["miss"].candidates  # the missed truth stays missed
+    assert by_id["none"].candidates == ()  # kept: its pair is a miss, and counted
+    assert data.warnings.as_dict() == {NO_CANDIDATES: 1}
+    assert retrieved["twice"] == ITEMS[:12]

@@ -1,25 +1,36 @@
 """Stage 2: the view cache instead of the vision tower, loss on the ID + EOS, best epoch by
-HR@1, resume after a kill, and a changed stage 1 refused."""
+HR@1, resume after a kill, a changed stage 1 refused; validation as the test (raw lists,
+generate, the paper's parser) or with the scoring shortcut."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 from transformers.trainer_utils import get_last_checkpoint
+from typer.testing import CliRunner
 
-from bench.errors import BenchError
+from bench import registry
+from bench.cli import app
+from bench.context import BuildContext
+from bench.data.release import ReleaseDataset
+from bench.errors import BenchError, Warnings
+from bench.models import weights_identity
 from bench.prompt import IMAGE_SLOT
+from bench.protocols import Request
 from lavic.checkpoint import adapter_hash, load_finetuned
 from lavic.embed import embed_images, llava
-from lavic.finetune import Encoder, finetune, image_rows
+from lavic.finetune import Collator, Encoder, Validator, finetune, image_rows
 from lavic.fulltokens import TokenCache
+from lavic.recdata import load_samples
 from lavic.recprompt import RecPrompt
 from lavic.viewcache import MISSING, ViewCache
 from lavic.views import ViewMaker
+from tests.conftest import ASINS, write_release
 from tests.lavic.conftest import IMAGE
 from tests.lavic.stage2_world import FAST, fake_stage1, model_for, world
 from tests.lavic.test_distill import Kill, Steps
@@ -139,30 +150,120 @@ def test_a_changed_stage1_or_variant_mismatch_is_refused(tokenizer, data,
                  cache_dir=tmp_path / "c")
 
 
-def test_entire_tokens_fill_each_image_own_count_of_slots(tokenizer, data,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("definition", ["views", "anyres"])
+def test_entire_tokens_train_with_each_image_tokens_in_its_slots(tokenizer, data,
+                                                                 tmp_path: Path,
+                                                                 definition: str) -> None:
     train, valid = data
-    config = FAST.model_copy(update={"variant": "entire-tokens", "max_steps": 2})
+    config = FAST.model_copy(update={"variant": "entire-tokens", "entire_tokens": definition,
+                                     "max_steps": 2})
     result = finetune(model_for(tokenizer), tokenizer, train, valid, tmp_path / "out", config,
                       cache_dir=tmp_path / "cache")
-    assert result["config"]["variant"] == "entire-tokens"
+    assert result["config"]["entire_tokens"] == definition
     model = model_for(tokenizer)
     cache = image_rows(config, model.config, tmp_path / "cache", base="", stage1="none",
                        tokenizer=tokenizer)
     assert isinstance(cache, TokenCache)
     sample = train[0]
-    assert cache.fill_paths(model, [i.image_path for i in sample.candidates]) == 0  # cached
-    counts = [cache.counts[cache.key_of(i.image_path)] for i in sample.candidates]
-    wide, tall = Image.new("RGB", (56, 40)), Image.new("RGB", (20, 100))
-    assert cache.full.count(wide) != cache.full.count(tall)  # any-resolution: size decides
-    assert [len(cache.full.embed(model, i)) for i in (wide, tall)] == [
-        cache.full.count(i) for i in (wide, tall)]
-    coder = RecPrompt(tokenizer, IMAGE, 1, max_length=900)
-    ids, keys = Encoder(coder, cache).prompt(sample, 11)
+    paths = [i.image_path for i in sample.candidates]
+    assert cache.fill_paths(model, paths) == 0  # cached by the training run
+    counts = [cache.counts[cache.key_of(p)] for p in paths]
+    if definition == "views":  # 5 views x (2 x 2 patches of a 28 px view + [CLS])
+        assert counts == [25, 25, 25]
+    ids, keys = Encoder(RecPrompt(tokenizer, IMAGE, 1, max_length=900), cache).prompt(sample, 11)
     rows = cache.read(keys)
-    assert rows.shape == (sum(counts), 1, 32) and ids.count(model.config.image_token_index) \
-        == sum(counts)
-    with torch.no_grad():  # the rows are LLaVA's own features of each image
-        first = sample.candidates[0].image_path
-        want = cache.full.embed(model, Image.open(first).convert("RGB"))
-    assert torch.allclose(rows[: counts[0], 0], want, atol=1e-6)
+    assert rows.shape == (sum(counts), 1, 32)
+    assert ids.count(model.config.image_token_index) == sum(counts)
+    first = Image.open(paths[0]).convert("RGB")
+    assert torch.allclose(rows[: counts[0], 0], cache.full.embed(model, [first])[0], atol=1e-6)
+
+
+def _valid(root: Path, validation: str) -> tuple[list, list]:  # type: ignore[type-arg]
+    """The release fixture's all_beauty valid split (also as its train split) as loaded for
+    stage 2: 12 conversations, candidates_st = the first 10 ASINs for each."""
+    data = write_release(root)
+    shutil.copyfile(data / "all_beauty" / "valid.jsonl", data / "all_beauty" / "train.jsonl")
+    return load_samples(data, ["all_beauty"], validation=validation,  # type: ignore[arg-type]
+                        warnings=Warnings())
+
+
+def test_generate_validation_counts_pairs_on_the_raw_lists(tokenizer, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    _, valid = _valid(tmp_path / "data", "generate")
+    # conversation i asks for ASINS[i]; conversation 1 also for ASINS[11]
+    assert [s.truths for s in valid] == [(ASINS[i],) if i != 1 else (ASINS[1], ASINS[11])
+                                         for i in range(12)]
+    assert all(sorted(i.asin for i in s.candidates) == sorted(ASINS[:10]) for s in valid)
+    encoder = Encoder(RecPrompt(tokenizer, IMAGE, 0, max_length=2000), None)
+    asked = [encoder.asked(s, "generate") for s in valid]
+    model = model_for(tokenizer)
+    said = iter(["no idea"] + [f"Try {s.truths[0]}." for s in valid[1:]])
+    seen = []
+
+    def generate(*, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool,
+                 **_: object) -> torch.Tensor:  # an oracle naming the first ground truth
+        seen.append((input_ids[0].tolist(), max_new_tokens, do_sample))
+        answer = tokenizer(next(said), add_special_tokens=False)["input_ids"]
+        tail = [*answer, tokenizer.eos_token_id,
+                *tokenizer(f" {ASINS[0]}", add_special_tokens=False)["input_ids"]]
+        return torch.cat([input_ids, torch.tensor([tail])], dim=1)
+
+    monkeypatch.setattr(model, "generate", generate)
+    validator = Validator(asked, Collator(tokenizer.pad_token_id or 0, None, 32), tokenizer)
+    # hand count over 13 pairs: conversations 1-3 and 5-9 hit (conversation 1: one of two
+    # pairs); 0 said nothing (the ID after end-of-sequence is cut), 4's ASIN 1000000005 is
+    # not read by the paper's parser, 10 and 11 ask for items outside their list
+    assert validator.hit_rate(model, torch.device("cpu")) == 8 / 13
+    assert [s[0] for s in seen] == [a.prompt for a in asked]  # one request per conversation
+    assert {s[1:] for s in seen} == {(10, False)}  # the generator's max_new_tokens, greedy
+    assert all(len(a.prompt) <= 2000 - 10 for a in asked)
+
+
+def test_score_validation_inserts_the_ground_truth(tmp_path: Path) -> None:
+    _, valid = _valid(tmp_path / "data", "score")
+    assert len(valid) == 13  # one per (conversation, ground truth) pair
+    assert all(len(s.truths) == 1 and s.target in [i.asin for i in s.candidates]
+               for s in valid)
+    assert ASINS[11] in [i.asin for i in valid[2].candidates]  # conversation 1's second one
+
+
+def test_validation_asks_and_reads_what_bench_run_does(tokenizer, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    train, valid = _valid(tmp_path / "data", "generate")
+    base = tmp_path / "base"
+    model_for(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    config = FAST.model_copy(update={"variant": "no-images", "candidates": 10, "max_steps": 1,
+                                     "eval_steps": 1, "max_length": 2000})
+    result = finetune(model_for(tokenizer), tokenizer, train, valid, tmp_path / "s2", config,
+                      cache_dir=tmp_path / "cache", base_identity=weights_identity(str(base)))
+    assert result["config"]["validation"] == "generate"
+    assert "read by the paper parser" in result["validation"]
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "bench.toml").write_text('[generators.lavic-no-images]\ndecoding = "generate"'
+                                         '\ndevice = "cpu"\nbatch_size = 1\n')
+    run = CliRunner().invoke(app, [
+        "run", "--config", str(tmp_path / "bench.toml"), "--dataset", "reddit-amazon",
+        "--data-dir", str(tmp_path / "data"), "--domain", "all_beauty", "--split", "valid",
+        "--retriever", "dataset:st", "--model", "lavic-no-images", "--limit", "3",
+        "--model-path", str(base), "--checkpoint", str(tmp_path / "s2"), "--out",
+        str(tmp_path / "run"), "--no-progress"])
+    assert run.exit_code == 0, run.output
+    [found] = (tmp_path / "run").rglob("predictions.jsonl")
+    tested = [json.loads(x) for x in found.read_text().splitlines()]
+    registry.load_plugins()
+    gen = registry.generators.build("lavic-no-images", BuildContext(options={
+        "model_path": str(base), "checkpoint": str(tmp_path / "s2"), "device": "cpu"},
+        cache_dir=tmp_path / "cache"))
+    encoder = Encoder(gen.coder, None)
+    conversations = {c.id: c for c in ReleaseDataset(tmp_path / "data").load(
+        "all_beauty", "valid").conversations}
+    assert len(tested) == 3
+    for record, sample in zip(tested, valid[:3], strict=True):
+        assert record["presented"] == [i.asin for i in sample.candidates]  # the same order
+        asked = encoder.asked(sample, "generate")
+        request = Request(conversations[record["id"]], sample.candidates)
+        assert gen.model_inputs([gen.render(request)])["input_ids"][0].tolist() == asked.prompt
+        validator = Validator([asked], Collator(0, None, 32), tokenizer)
+        assert validator.choose(gen.model, asked, torch.device("cpu")).raw == record["raw"]

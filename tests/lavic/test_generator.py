@@ -109,6 +109,30 @@ def test_inference_feeds_exactly_what_stage2_trained_on(trained: dict[str, Path]
     assert choice.failure == OVER_BUDGET and choice.usage["over_budget"] == 1
 
 
+def test_entire_tokens_run_within_max_length_and_fail_over_budget_beyond(
+        trained: dict[str, Path]) -> None:
+    gen = build("lavic-entire-tokens", trained, trained["entire-tokens"], decoding="score")
+    train, _ = world(trained["data"].parent / "entire")
+    sample = train[0]
+    n = len(sample.candidates)
+    request = Request(conversation=Conversation(id="c", context=sample.conversation),
+                      candidates=sample.candidates)
+    rendered = gen.render(request)
+    inputs = gen.model_inputs([rendered])
+    ids = inputs["input_ids"][0]
+    slot = ids == gen.model.config.image_token_index
+    assert int(slot.sum()) == n * 25  # 5 views x (2 x 2 patches + [CLS]) per image
+    embeds = gen.prompt_embeds([rendered], inputs)
+    rows = gen.cache.read(_keys(sample))
+    assert torch.allclose(embeds[0][slot], rows.reshape(-1, rows.shape[-1]).float())
+    [fits] = gen.recommend([request])
+    assert fits.failure is None and fits.item_id in {i.asin for i in sample.candidates}
+    tight = build("lavic-entire-tokens", trained, trained["entire-tokens"], decoding="score",
+                  max_length=n * 25 + 50)  # the images alone nearly fill it
+    [choice] = tight.recommend([request])
+    assert choice.failure == OVER_BUDGET and choice.usage["over_budget"] == 1
+
+
 def _keys(sample: RecSample) -> list[bytes]:
     return [image_key(load_image(i.image_path)[1]) for i in sample.candidates]
 
