@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from bench.context import BuildContext
-from bench.options import schema_of, takes
-from bench.paper import IMAGE_SUFFIX
+from bench.core.context import BuildContext
+from bench.core.options import schema_of, takes
+from bench.results.paper import IMAGE_SUFFIX
 
 RETRIEVERS = {
     "bm25": ("baselines.retrievers.bm25:build", "BM25 over item titles (bm25s)"),

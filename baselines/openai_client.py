@@ -1,7 +1,7 @@
 """One way to reach an OpenAI-compatible server, shared by the chat generators and openai-emb.
 
 - **Endpoint**: the URL goes to the client as given; identities, errors and log records only
-  ever see ``bench.redact.mask_url`` of it (a key inside ``https://user:KEY@host`` or
+  ever see ``bench.core.redact.mask_url`` of it (a key inside ``https://user:KEY@host`` or
   ``?api_key=KEY`` stays in the process). The key comes from ``$OPENAI_API_KEY``; a loopback
   server gets a dummy one.
 - **Retries** are the openai client's own: exponential backoff with jitter, ``Retry-After``,
@@ -35,8 +35,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 
-from bench.errors import BenchError
-from bench.redact import MASK, mask_text, mask_url
+from bench.core.errors import BenchError
+from bench.core.redact import MASK, mask_text, mask_url
 
 DEFAULT_URL = "https://api.openai.com/v1"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})

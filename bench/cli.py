@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from bench import registry
 from bench.cli_errors import user_errors
-from bench.errors import BenchError
+from bench.core import registry
+from bench.core.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
 data_app = typer.Typer(add_completion=False, help="Make and check datasets.")
@@ -110,11 +110,12 @@ def run(
     include: Include = None,
 ) -> None:
     """Run retrievers x models x domains; with no options, the default grid of bench.toml."""
-    from bench import config as cfg
-    from bench import permutations as orders
-    from bench.runner import Grid
-    from bench.stats import RESAMPLES
-    from bench.tables import render
+    from bench.core import config as cfg
+    from bench.execution import permutations as orders
+    from bench.execution.runner import Grid
+    from bench.results import positions
+    from bench.results.tables import render
+    from bench.task.stats import RESAMPLES
 
     if resamples is not None and resamples < 1:
         raise BenchError(f"--resamples {resamples}", hint="pass 1 or more (default 1000)")
@@ -147,7 +148,7 @@ def run(
     if permutations > 1:
         orders.run_orders(grid, permutations)
         summaries = orders.write_summaries(Path(spec.out), permutations, payloads)
-        typer.echo("\n" + orders.render(summaries), nl=False)
+        typer.echo("\n" + positions.render(summaries), nl=False)
     typer.echo(f"results: {spec.out}", err=True)
     failed = [p for p in payloads if "all_failed" in (p.get("flags") or ())]
     if failed:
@@ -202,8 +203,8 @@ def table(
     level: Annotated[float, typer.Option(help="Confidence level of --sig.")] = 0.95,
 ) -> None:
     """Render results in the paper's layout."""
-    from bench.results import iter_results
-    from bench.tables import render
+    from bench.execution.store import iter_results
+    from bench.results.tables import render
 
     found = list(iter_results(paths))
     if not found:
@@ -212,7 +213,7 @@ def table(
     marked: set[tuple[str, str, str]] = set()
     legend = ""
     if sig is not None:
-        from bench.compare import significant
+        from bench.results.compare import significant
 
         marked, legend = significant(found, sig, level=level)
     typer.echo(render(found, fmt, with_paper=with_paper, ci=ci, significant=marked,
@@ -233,8 +234,8 @@ def check(
 ) -> None:
     """Exit 1 when a cell's HR@1 drops significantly or by more than the tolerance, or rises
     beyond the baseline's interval."""
-    from bench.check import check as run_check
-    from bench.check import write_baseline
+    from bench.results.check import check as run_check
+    from bench.results.check import write_baseline
 
     if write:
         write_baseline(results, baseline)
@@ -258,8 +259,8 @@ def compare(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Paired tests between every two cells with the same conversations and candidates."""
-    from bench.compare import FORMATS
-    from bench.compare import compare as run_compare
+    from bench.results.compare import FORMATS
+    from bench.results.compare import compare as run_compare
 
     if fmt not in FORMATS:  # before reading every cell
         raise BenchError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
@@ -277,7 +278,7 @@ def report(
     out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML page: metrics with intervals, plots, failures, usage."""
-    from bench.report import write
+    from bench.results.report import write
 
     typer.echo(f"wrote {write(paths, out)}")
 
@@ -290,7 +291,7 @@ def synth(
     size: Annotated[str, typer.Option(help="small / medium / large.")] = "medium",
 ) -> None:
     """Write the synthetic dataset in the release layout."""
-    from bench.data.synthetic import synthesize
+    from bench.task.data.synthetic import synthesize
 
     root = synthesize(out, seed=seed, size=size)
     typer.echo(f"wrote synthetic dataset ({size}, seed {seed}) to {root}")
@@ -305,7 +306,7 @@ def validate_cmd(
                                                 "ones (slow).")] = False,
 ) -> None:
     """Counts per domain/split and every structural problem (exit 1 if any)."""
-    from bench.data.validate import validate
+    from bench.task.data.validate import validate
 
     report = validate(data_dir, images_dir, decode_images=decode_images)
     typer.echo(report.render())

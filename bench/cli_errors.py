@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 # click's UsageError, from whichever click typer uses (typer 0.29 vendors its own copy)
 USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[1]

@@ -19,7 +19,7 @@ from rank_bm25 import BM25Okapi
 from baselines.retrievers.bm25 import BM25Retriever, tokenize
 from baselines.retrievers.common import query_text
 from baselines.retrievers.topk import top_k
-from bench.data.schema import Catalog, Conversation, Item
+from bench.task.data.schema import Catalog, Conversation, Item
 
 _FILLER_TEXT = (
     "i am looking for a something that would work with my it should be not too the and "

@@ -1,7 +1,7 @@
 """Stage-2 training step with cached view embeddings vs running the frozen vision tower.
 
 One optimisation step of stage 2 (stage-2 LoRA on the LLM, vision side frozen, loss on the
-answer tokens) on a batch of recommendation prompts (``bench.prompt.render``: 10 candidates,
+answer tokens) on a batch of recommendation prompts (``bench.task.prompt.render``: 10 candidates,
 ``views`` slots each), in three ways, each in its own process so that peak memory is its own:
 
 * ``cached``: the candidates' view embeddings are read from a tensor computed once (what
@@ -35,8 +35,8 @@ from PIL import Image
 from tabulate import tabulate
 from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
 
-from bench.data.schema import Item
-from bench.prompt import IMAGE_SLOT, render
+from bench.task.data.schema import Item
+from bench.task.prompt import IMAGE_SLOT, render
 from lavic.arch import REAL_CONFIG
 from lavic.embed import embed_images, spliced_inputs, view_embeddings
 from lavic.lora import stage2

@@ -1,7 +1,7 @@
 """LaViC's prompt tokens per conversation against titles only and entire any-resolution images.
 
 The same conversations (synthetic world, test split, the shipped ``candidates_st``), the same
-prompt (``bench.prompt.render``, the paper's Table 11, in Mistral's ``<s>[INST] ... [/INST]``)
+prompt (``bench.task.prompt.render``, the paper's Table 11, in Mistral's ``<s>[INST] ... [/INST]``)
 and the real Mistral v1 tokenizer as ``benchmarks/token_economy.py``; LaViC rows for 1, 5
 (the paper) and 9 views per image, and the split of LaViC's extra tokens into image slots and
 the text the image variant of the prompt adds (its instruction sentence and one newline per
@@ -20,10 +20,10 @@ from tabulate import tabulate
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.data.schema import DOMAINS
-from bench.data.synthetic import ensure_synthetic
-from bench.errors import BenchError
-from bench.prompt import render
+from bench.core.errors import BenchError
+from bench.task.data.schema import DOMAINS
+from bench.task.data.synthetic import ensure_synthetic
+from bench.task.prompt import render
 from benchmarks.token_economy import (
     MistralV1Tokenizer,
     fetch_tokenizer,

@@ -36,7 +36,7 @@ from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import DataLoader
 
-from bench.errors import Warnings
+from bench.core.errors import Warnings
 from lavic.arch import real_config
 from lavic.data import Target
 from lavic.describe import describe

@@ -27,11 +27,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from baselines.generators.hf import HFGenerator
 from baselines.generators.scoring import score_continuations
-from bench import registry
-from bench.context import BuildContext
-from bench.data.release import ReleaseDataset
-from bench.data.synthetic import synthesize
-from bench.protocols import Request
+from bench.core import registry
+from bench.core.context import BuildContext
+from bench.task.data.release import ReleaseDataset
+from bench.task.data.synthetic import synthesize
+from bench.task.protocols import Request
 
 
 def default_model() -> str | None:

@@ -1,7 +1,7 @@
 """Prompt-token economy of the paper's recommendation prompt under Mistral-7B's real tokenizer.
 
 Counts, per conversation, the tokens LLaVA-v1.6-Mistral-7B would be fed for the prompt that
-``bench.prompt.render`` writes, wrapped in Mistral's v1 instruct format
+``bench.task.prompt.render`` writes, wrapped in Mistral's v1 instruct format
 (``<s>`` + ``[INST] {prompt} [/INST]``), in three settings:
 
 * ``titles``: text only (IDs and titles of the candidates);
@@ -34,10 +34,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.data.schema import Item
-from bench.errors import BenchError, Warnings
-from bench.models import cache_root
-from bench.prompt import IMAGE_SLOT, render
+from bench.core.env import cache_root
+from bench.core.errors import BenchError, Warnings
+from bench.task.data.schema import Item
+from bench.task.prompt import IMAGE_SLOT, render
 
 WHEEL_PACKAGE = "mistral-common"
 TOKENIZER_MEMBER = "mistral_common/data/tokenizer.model.v1"
@@ -293,7 +293,7 @@ def load_corpus(
 ) -> Corpus:
     """Conversations of one domain/split with their shipped candidates; an item without
     metadata is shown as 'No Title', an image that is not on disk gets ``default_size``."""
-    from bench.data.release import ReleaseDataset
+    from bench.task.data.release import ReleaseDataset
 
     warnings = Warnings()
     loaded = ReleaseDataset(root).load(domain, split, warnings=warnings)
@@ -549,10 +549,10 @@ def gather(args: argparse.Namespace) -> list[Corpus]:
     corpora: list[Corpus] = []
     if args.synthetic_size != "none":
         try:
-            from bench.data.synthetic import ensure_synthetic
+            from bench.task.data.synthetic import ensure_synthetic
         except ImportError:
             print(
-                "note: bench.data.synthetic is not available; synthetic part skipped",
+                "note: bench.task.data.synthetic is not available; synthetic part skipped",
                 file=sys.stderr,
             )
         else:

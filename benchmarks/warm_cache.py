@@ -24,9 +24,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="warm-cache-"))
     os.environ["BENCH_CACHE_DIR"] = str(work / "cache")
 
-    from bench.config import load, override
-    from bench.data.synthetic import ensure_synthetic
-    from bench.runner import Grid
+    from bench.core.config import load, override
+    from bench.execution.runner import Grid
+    from bench.task.data.synthetic import ensure_synthetic
 
     data = ensure_synthetic(seed=0, size=args.size, cache_dir=work / "data")
     base = override(

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from peft import PeftModel
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 SPEC_FILE = "spec.json"
 ADAPTER_DIR = "adapter"  # the best adapter of a stage, beside its spec

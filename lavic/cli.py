@@ -28,8 +28,9 @@ import typer
 from pydantic import BaseModel
 
 from bench.cli_errors import OneLineUsage, user_errors
-from bench.errors import BenchError, Warnings
-from bench.models import ModelPaths, cache_root, weights_identity
+from bench.core.env import cache_root
+from bench.core.errors import BenchError, Warnings
+from bench.core.weights import ModelPaths, weights_identity
 from lavic.arch import REAL_MODEL_ID
 from lavic.distill import ADAPTER_DIR, Device, DistillConfig, Dtype, placement
 from lavic.finetune import FinetuneConfig
@@ -310,7 +311,7 @@ def run_plan(data_dir: Path, domain: list[str], model_path: Path | None, model: 
              **options: Any) -> None:
     """Every stage's counts and estimates (:mod:`lavic.plan`) for the options the stage
     commands would get, each stage's own under its prefix."""
-    from bench.options import validate
+    from bench.core.options import validate
     from lavic.plan import PlanConfig, make_plan, model_parts, render
 
     where = "bench lavic plan"

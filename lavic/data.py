@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.data.release import (
+from bench.core.errors import BenchError, Warnings
+from bench.execution.store import write_json_atomic
+from bench.task.data.release import (
     IMAGES_DIR,
     META_TRAIN,
     META_VALID,
@@ -33,8 +35,6 @@ from bench.data.release import (
     parse_image_name,
     read_jsonl,
 )
-from bench.errors import BenchError, Warnings
-from bench.results import write_json_atomic
 from lavic.distill import Described
 
 DESCRIPTIONS_FILE = "descriptions.json"
@@ -113,7 +113,7 @@ def _train(root: Path, images: Path, *, source: Source, images_per_item: int | N
 def _valid(root: Path, images: Path, *, source: Source,
                   warnings: Warnings) -> list[Target]:
     """The validation images of ``item2meta_valid.jsonl`` (unparseable lines are counted by
-    :func:`~bench.data.release.load_meta`)."""
+    :func:`~bench.task.data.release.load_meta`)."""
     out: list[Target] = []
     for line in read_jsonl(root / META_VALID):
         record = line.record

@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoProcessor, BatchFeature, LlavaNextForConditionalGeneration
 
-from bench import progress as bars
-from bench.data.release import read_jsonl
-from bench.errors import BenchError, Warnings
-from bench.images import read_image
-from bench.models import weights_identity
+from bench.core.errors import BenchError, Warnings
+from bench.core.weights import weights_identity
+from bench.execution import progress as bars
+from bench.task.data.release import read_jsonl
+from bench.task.images import read_image
 from lavic.data import Target
 from lavic.distill import image_hash, placement
 from lavic.prompts import describe_prompt, render

@@ -28,7 +28,7 @@ from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArgum
 from transformers.trainer_utils import get_last_checkpoint
 
 from baselines.generators.hf import DTYPE_NAMES, pick_device, pick_dtype
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from lavic.embed import DEFAULT_VISION_LAYER, llava, spliced_inputs, view_embeddings
 from lavic.lora import LoraSpec, stage1
 from lavic.prompts import describe_prompt, prompt_ids

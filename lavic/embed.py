@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from transformers import LlavaNextForConditionalGeneration
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from lavic.views import ViewMaker
 
 DEFAULT_VISION_LAYER = -1

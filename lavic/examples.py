@@ -16,10 +16,10 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.config import RunSpec
-from bench.data.schema import Split
-from bench.errors import BenchError
-from bench.permutations import presented_order
+from bench.core.config import RunSpec
+from bench.core.errors import BenchError
+from bench.task.data.schema import Split
+from bench.task.prompt import presented_order
 
 NO_CANDIDATES = "finetune_no_candidates"
 UNKNOWN_TARGET = "finetune_gt_not_in_catalog"

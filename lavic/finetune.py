@@ -29,11 +29,11 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from baselines.generators.hf import HFOptions
 from baselines.generators.scoring import score_continuations
-from bench.data.schema import Item, Split
-from bench.errors import BenchError
-from bench.parser import PAPER, parse_choice
-from bench.protocols import Choice
-from bench.results import hit
+from bench.core.errors import BenchError
+from bench.results.frames import hit
+from bench.task.data.schema import Item, Split
+from bench.task.parser import PAPER, parse_choice
+from bench.task.protocols import Choice
 from lavic import checkpoint
 from lavic.distill import (
     IGNORE,

@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 from transformers import LlavaNextConfig, LlavaNextProcessor
 
-from bench.cache import ArrayCache
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.execution.array_cache import ArrayCache
 from lavic.arch import preprocessor_settings
 from lavic.embed import llava
 from lavic.viewcache import CACHE_DIR, ImageRows

@@ -25,9 +25,9 @@ from pydantic import Field, ValidationError
 from transformers import AutoConfig, AutoTokenizer, LlavaNextForConditionalGeneration
 
 from baselines.generators.hf import HFGenerator, HFOptions, Rendered, Settings, Source, load
-from bench.context import BuildContext
-from bench.errors import BenchError
-from bench.options import takes
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import takes
 from lavic import checkpoint
 from lavic.arch import REAL_MODEL_ID
 from lavic.embed import spliced_inputs

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.errors import BenchError
-from bench.options import validate
-from bench.results import write_json_atomic
+from bench.core.errors import BenchError
+from bench.core.options import validate
+from bench.execution.store import write_json_atomic
 from lavic.checkpoint import ADAPTER_DIR, SPEC_FILE, STAGE1_COPY
 from lavic.distill import DistillConfig, write_spec
 

@@ -22,8 +22,8 @@ from transformers import LlavaNextConfig
 from transformers.image_processing_utils import select_best_resolution
 
 from baselines.generators.hf import load_image
-from bench.data.release import ReleaseDataset
-from bench.errors import BenchError, Warnings
+from bench.core.errors import BenchError, Warnings
+from bench.task.data.release import ReleaseDataset
 from lavic.cost import ACT_BYTES, BANDWIDTH_SHARE, GPUS, OPTIMIZER_BYTES, Cost, Sizes
 from lavic.data import Source, targets
 from lavic.describe import MAX_NEW_TOKENS

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench.data.release import ReleaseDataset
-from bench.data.schema import Split
-from bench.errors import BenchError, Warnings
+from bench.core.errors import BenchError, Warnings
+from bench.task.data.release import ReleaseDataset
+from bench.task.data.schema import Split
 from lavic.finetune import RecSample, Validation, samples, samples_as_tested
 
 

@@ -1,6 +1,6 @@
 """The recommendation prompt as token ids, one implementation for training and inference.
 
-The words are the harness's own (``bench.prompt``, the paper's Table 11): each candidate is
+The words are the harness's own (``bench.task.prompt``, the paper's Table 11): each candidate is
 ``ID: title`` followed by its image slot, which becomes ``views`` placeholder tokens (the
 model's ``<image>`` token) per image. Stage 2 trains on exactly the ids the ``lavic`` generator
 later feeds (the generator's rendering hooks delegate here), and only the conversation is cut,
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench import prompt as table11
-from bench.data.schema import Item
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.task import prompt as table11
+from bench.task.data.schema import Item
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@
 Stage 2 freezes the whole vision side, so an image's ``views`` vectors never change during
 fine-tuning or inference: they are computed once (eval mode, no gradient) with the vision side
 that stage 2 uses -- the base model with the stage-1 adapter merged, or the base alone for the
-``no-distill`` variant -- and kept in an :class:`~bench.cache.ArrayCache`. The cache key names
-the producer exactly: base weights, stage-1 adapter hash (``none`` without one), the view
-maker's processor settings and the vision layer; rows are keyed by the image file's sha256.
+``no-distill`` variant -- and kept in an
+:class:`~bench.execution.array_cache.ArrayCache`. The cache key names the producer exactly:
+base weights, stage-1 adapter hash (``none`` without one), the view maker's processor settings
+and the vision layer; rows are keyed by the image file's sha256.
 Training and inference only read rows, so neither runs the vision tower.
 
 A candidate without a usable image is shown as the authors' white 336 px square
-(``bench.images`` decides what is unusable); all such candidates share one row.
+(``bench.task.images`` decides what is unusable); all such candidates share one row.
 
 Filling streams: a batch of files is decoded, embedded on the model's device, written and
 dropped before the next is read, so memory is set by the batch, not the catalog. Rows are
@@ -28,8 +29,8 @@ import torch
 from PIL import Image
 
 from baselines.generators.hf import load_image
-from bench import progress
-from bench.cache import ArrayCache
+from bench.execution import progress
+from bench.execution.array_cache import ArrayCache
 from lavic.embed import embed_images, llava
 from lavic.views import ViewMaker
 

@@ -25,7 +25,7 @@ try:  # transformers >= 5.x's PIL backend; 5.0's default processor is the PIL/nu
 except ImportError:  # pragma: no cover - depends on the installed transformers
     from transformers import LlavaNextImageProcessor as ImageProcessor
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from lavic.arch import preprocessor_settings
 
 # views per image -> (rows, columns) of the grid that follows the base view

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bench.results import SCHEMA_VERSION
+from bench.execution.store import SCHEMA_VERSION
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -7,10 +7,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.config import spec_hash
-from bench.metrics import compute_all
-from bench.results import PREDICTIONS_FILE, RESULTS_FILE, CellKey, write_json_atomic
-from bench.stats import cell_intervals
+from bench.core.config import spec_hash
+from bench.execution.store import PREDICTIONS_FILE, RESULTS_FILE, CellKey, write_json_atomic
+from bench.task.metrics import compute_all
+from bench.task.stats import cell_intervals
 from tests.conftest import results_payload
 
 CANDIDATES = [f"B00000000{k}" for k in range(10)]

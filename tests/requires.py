@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import pytest
 
-from bench.errors import BenchError
-from bench.models import package_dir
+from bench.core.errors import BenchError
+from bench.core.weights import package_dir
 
 
 def in_ci() -> bool:

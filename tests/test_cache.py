@@ -17,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file as save_numpy
 
-from bench import cache as cache_module
-from bench.cache import ArrayCache, EmbeddingCache, encoder_key
+from bench.execution import array_cache as cache_module
+from bench.execution.array_cache import ArrayCache, EmbeddingCache, encoder_key
 
 
 class CountingEncoder:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bench.check import check, read_baseline, write_baseline
-from bench.errors import BenchError
-from bench.results import RESULTS_FILE, CellKey, write_json_atomic
+from bench.core.errors import BenchError
+from bench.execution.store import RESULTS_FILE, CellKey, write_json_atomic
+from bench.results.check import check, read_baseline, write_baseline
 from tests.conftest import results_payload
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.check import check, read_baseline, write_baseline
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.results.check import check, read_baseline, write_baseline
 from tests.hits import write_hits
 
 BASE = [True] * 30 + [False] * 10  # HR@1 0.75 on 40 conversations

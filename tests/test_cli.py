@@ -77,7 +77,7 @@ def test_include_registers_a_third_party_retriever(release: Path, tmp_path: Path
 
 def test_name_collisions_are_errors(tmp_path: Path) -> None:
     clash = tmp_path / "clash.py"
-    clash.write_text("from bench.registry import retrievers\n"
+    clash.write_text("from bench import retrievers\n"
                      "retrievers.register('bm25', lambda ctx: None, 'mine')\n")
     line = one_line_error(bench("ls", "--include", str(clash)))
     assert "'bm25'" in line and "already registered" in line

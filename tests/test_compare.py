@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.compare import compare
-from bench.errors import BenchError
-from bench.stats import holm
+from bench.core.errors import BenchError
+from bench.results.compare import compare
+from bench.task.stats import holm
 from tests.hits import write_hits
 
 

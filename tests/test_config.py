@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from bench import config, options, registry
-from bench.config import RunSpec
-from bench.context import BuildContext
-from bench.errors import BenchError
-from bench.options import Options, takes
-from bench.runner import Grid
+from bench.core import config, options, registry
+from bench.core.config import RunSpec
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import Options, takes
+from bench.execution.runner import Grid
 
 BASE = """
 [run]

@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import pytest
 
-from bench import registry
-from bench.protocols import Choice, Request
-from bench.runner import Grid
+from bench.core import registry
+from bench.execution.runner import Grid
+from bench.task.protocols import Choice, Request
 from tests.test_runner import PLUGIN, cell, spec, stable
 
 DOMAINS = ("all_beauty", "amazon_home")

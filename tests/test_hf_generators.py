@@ -42,14 +42,14 @@ from baselines.generators import hf
 from baselines.generators.causal import VICUNA_FORMAT, CausalGenerator
 from baselines.generators.hf import RENDER_MEMO, HFGenerator
 from baselines.generators.scoring import score_continuations, splice
-from bench import prompt as table11
-from bench import registry
-from bench.context import BuildContext
-from bench.data.schema import Conversation, Item
-from bench.errors import BenchError
-from bench.models import ModelPaths
-from bench.parser import OVER_BUDGET
-from bench.protocols import CachedGenerator, Choice, Request
+from bench.core import registry
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.weights import ModelPaths
+from bench.task import prompt as table11
+from bench.task.data.schema import Conversation, Item
+from bench.task.parser import OVER_BUDGET
+from bench.task.protocols import CachedGenerator, Choice, Request
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.config import RunSpec
-from bench.errors import BenchError
-from bench.models import weights_identity
-from bench.runner import Grid
+from bench.core import registry
+from bench.core.config import RunSpec
+from bench.core.errors import BenchError
+from bench.core.weights import weights_identity
+from bench.execution.runner import Grid
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy.py"
 N = 12  # conversations per split in the fixture

@@ -14,12 +14,12 @@ from PIL import Image
 
 from baselines.generators.hf import load_image
 from baselines.generators.openai_tokens import image_header
-from bench import registry
-from bench.config import RunSpec
-from bench.data.validate import validate
-from bench.images import image_problem
-from bench.prompt import MISSING_IMAGE_SIDE
-from bench.runner import Grid
+from bench.core import registry
+from bench.core.config import RunSpec
+from bench.execution.runner import Grid
+from bench.task.data.validate import validate
+from bench.task.images import image_problem
+from bench.task.prompt import MISSING_IMAGE_SIDE
 from tests.conftest import ASINS
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy.py"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.metrics import (
+from bench.task.metrics import (
     HitRatioAt1,
     HitRatioAt1Conversation,
     HitRatioCeiling,

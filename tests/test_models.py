@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from bench.models import ModelPaths, fingerprint
+from bench.core.errors import BenchError
+from bench.core.weights import ModelPaths, fingerprint
 
 NAME = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -26,12 +26,12 @@ from baselines.generators.openai_chat import (
 )
 from baselines.generators.ratelimit import RateLimiter, TokenBucket
 from baselines.openai_client import LOOPBACK_KEY
-from bench.config import RunSpec
-from bench.context import BuildContext
-from bench.data.schema import Conversation, Item
-from bench.errors import BenchError
-from bench.parser import OVER_BUDGET
-from bench.protocols import Request
+from bench.core.config import RunSpec
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.task.data.schema import Conversation, Item
+from bench.task.parser import OVER_BUDGET
+from bench.task.protocols import Request
 
 sys.path.insert(0, str(Path(__file__).parent))
 from chat_server import IMAGE_TOKENS, SNAPSHOT, ChatServer
@@ -289,7 +289,7 @@ def test_api_key_is_never_written_or_logged(tmp_path: Path, monkeypatch, caplog,
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     caplog.set_level(logging.DEBUG)
-    from bench.runner import Grid
+    from bench.execution.runner import Grid
 
     with ChatServer(api_key=secret) as server:
         spec = RunSpec(
@@ -315,7 +315,7 @@ def test_api_key_is_never_written_or_logged(tmp_path: Path, monkeypatch, caplog,
 
 
 def test_the_four_names_are_registered() -> None:
-    from bench import registry
+    from bench.core import registry
 
     registry.load_plugins()
     for name in ("gpt-3.5-turbo", "gpt-4o-mini", "gpt-4o", "openai-chat"):

@@ -25,9 +25,9 @@ import pytest
 
 from baselines.generators.openai_chat import OpenAIChat, build, build_gpt4o_mini
 from baselines.openai_client import HTTP, AdaptiveConcurrency, Endpoint, refusal
-from bench.config import RunSpec
-from bench.context import BuildContext
-from bench.redact import mask_text, mask_url
+from bench.core.config import RunSpec
+from bench.core.context import BuildContext
+from bench.core.redact import mask_text, mask_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 from chat_server import ChatServer
@@ -190,7 +190,7 @@ def test_a_key_inside_the_base_url_is_never_written_or_logged(tmp_path: Path, mo
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     caplog.set_level(logging.DEBUG)
-    from bench.runner import Grid
+    from bench.execution.runner import Grid
 
     secrets = ("pw-userinfo-7f3a", "qs-query-9c1d")
     with ChatServer() as server:

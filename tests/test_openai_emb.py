@@ -18,10 +18,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from bench.context import BuildContext
-from bench.data.schema import Catalog, Conversation, Item
-from bench.errors import BenchError
-from bench.registry import retrievers
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.registry import retrievers
+from bench.task.data.schema import Catalog, Conversation, Item
 
 TITLES = [
     "Stainless steel chef knife 8 inch",

@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from bench import config
+from bench.core import config
 from tests import requires
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,8 @@ def test_wheel_runs_the_default_grid_from_another_folder(
     --with-paper` and `bench report` from an unrelated folder, with the code, data and page
     template only from the wheel."""
     env = {**os.environ, "PYTHONPATH": str(wheel_install)}
-    where = subprocess.run([sys.executable, "-c", "import bench.paper as p; print(p.REPORTED_CSV)"],
+    where = subprocess.run([sys.executable, "-c",
+                            "import bench.results.paper as p; print(p.REPORTED_CSV)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert Path(where.stdout.strip()).is_relative_to(wheel_install)
     run = _from(wheel_install, tmp_path, "run", "--no-progress")

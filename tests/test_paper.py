@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import paper
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.results import paper
 
 DOMAINS = ("all_beauty", "amazon_fashion", "amazon_home")
 

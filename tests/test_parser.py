@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench.parser import MIXED, NO_ID, OUTSIDE, SEVERAL, parse_choice
+from bench.task.parser import MIXED, NO_ID, OUTSIDE, SEVERAL, parse_choice
 
 CANDIDATES = ["B000000001", "B000000002", "B0A1B2C3D4", "0123456789"]
 
@@ -68,7 +68,7 @@ def test_a_candidate_next_to_a_foreign_id_keeps_a_failure_class() -> None:
 
 def test_the_rule_is_part_of_a_local_generators_identity() -> None:
     from baselines.generators.hf import Settings
-    from bench.context import BuildContext
+    from bench.core.context import BuildContext
 
     def settings(**options: object) -> Settings:
         return Settings.from_context(BuildContext(options={"device": "cpu", **options}),

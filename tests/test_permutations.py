@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench import permutations, registry
 from bench.cli import app
-from bench.config import RunSpec
-from bench.errors import BenchError
-from bench.results import PREDICTIONS_FILE, iter_results
-from bench.runner import Grid
+from bench.core import registry
+from bench.core.config import RunSpec
+from bench.core.errors import BenchError
+from bench.execution import permutations
+from bench.execution.runner import Grid
+from bench.execution.store import PREDICTIONS_FILE, iter_results
+from bench.results import positions
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy.py"
 CONTENT = Path(__file__).parent / "plugins" / "content.py"
@@ -55,7 +57,7 @@ def test_a_planted_first_slot_bias_shows_in_the_pick_rates(release: Path, tmp_pa
     assert moved["id"] == first["id"] and moved["presented"] != first["presented"]
     assert sorted(moved["presented"]) == sorted(first["presented"])
     assert len(list(iter_results([out]))) == 3  # tables of OUT never see the other orders
-    frame = permutations.load(out)
+    frame = positions.load(out)
     assert len(frame) == 2 * 10 and frame["position"].max() == 10
     assert frame.set_index(["model", "position"]).loc[("toy-slow", 1), "pick_rate"] == 1.0
 

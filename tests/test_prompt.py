@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import prompt
-from bench.data.schema import Item
+from bench.task import prompt
+from bench.task.data.schema import Item
 
 # The authors' instruction, quoted from their code (jeon185/LaViC, src/prompt_tuning.py,
 # build_prompt). Their code only has the title + image version; it lays a prompt out as

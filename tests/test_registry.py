@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.context import BuildContext
-from bench.errors import BenchError
+from bench.core import registry
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
 from tests.test_cli import bench, one_line_error
 
 BENCH_DIR = Path(registry.__file__).parent
@@ -50,7 +50,7 @@ def test_builtins_are_entry_points_of_this_distribution() -> None:
 
 def test_a_lookup_loads_the_entry_points_first() -> None:
     """No caller has to remember ``load_plugins()``: a fresh process finds the built-ins."""
-    code = "from bench import registry; print('bm25' in registry.retrievers)"
+    code = "from bench.core import registry; print('bm25' in registry.retrievers)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)
     assert proc.stdout.strip() == "True"

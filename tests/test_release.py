@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.data.release import ReleaseDataset
-from bench.data.validate import validate
-from bench.errors import BenchError, Warnings
+from bench.core.errors import BenchError, Warnings
+from bench.task.data.release import ReleaseDataset
+from bench.task.data.validate import validate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reddit-amazon"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/reddit-amazon absent")

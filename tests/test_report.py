@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from bench import ranking, report
 from bench.cli import app
-from bench.metrics import RecallAtK
-from bench.results import iter_results, read_predictions
+from bench.execution import ranking
+from bench.execution.store import iter_results, read_predictions
+from bench.results import report
+from bench.task.metrics import RecallAtK
 from tests import requires
 from tests.test_cli import PLUGIN
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.protocols import Choice
-from bench.response_cache import ResponseCache
+from bench.execution.response_cache import ResponseCache
+from bench.task.protocols import Choice
 
 KEY = "ab" + "0" * 62
 

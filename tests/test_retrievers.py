@@ -17,11 +17,11 @@ from baselines.retrievers.bm25 import BM25Retriever, tokenize
 from baselines.retrievers.common import query_text
 from baselines.retrievers.embedding import EmbeddingRetriever, l2_normalize
 from baselines.retrievers.topk import RunningTopK, dot_top_k, top_k
-from bench.context import BuildContext
-from bench.data.schema import Catalog, Conversation, Item
-from bench.errors import BenchError
-from bench.models import ModelPaths
-from bench.registry import retrievers
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.registry import retrievers
+from bench.core.weights import ModelPaths
+from bench.task.data.schema import Catalog, Conversation, Item
 
 TINY_TEXT = "red blue green pink black lipstick matte gloss shoe boot sneaker lamp table chair"
 TINY_WORDS = (*TINY_TEXT.split(), "soft", "leather", "looking", "for", "a", "need")

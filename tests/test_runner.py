@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.config import RunSpec
-from bench.errors import BenchError
-from bench.runner import Grid
+from bench.core import registry
+from bench.core.config import RunSpec
+from bench.core.errors import BenchError
+from bench.execution.runner import Grid
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy.py"
 VOLATILE = {"timings", "created"}

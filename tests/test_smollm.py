@@ -17,13 +17,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from baselines.generators.hf import HFGenerator
-from bench import registry
-from bench.context import BuildContext
-from bench.data.release import ReleaseDataset
-from bench.data.synthetic import synthesize
-from bench.metrics import ValidRatio
-from bench.parser import NO_ID, OUTSIDE, SEVERAL
-from bench.protocols import Choice, Request
+from bench.core import registry
+from bench.core.context import BuildContext
+from bench.task.data.release import ReleaseDataset
+from bench.task.data.synthetic import synthesize
+from bench.task.metrics import ValidRatio
+from bench.task.parser import NO_ID, OUTSIDE, SEVERAL
+from bench.task.protocols import Choice, Request
 from tests.requires import installed
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""bench/stats.py: exact McNemar, Holm, conversation bootstrap; results.load / pairs."""
+"""bench/task/stats.py: exact McNemar, Holm, conversation bootstrap; results.load / pairs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import registry
-from bench.config import RunSpec
-from bench.errors import BenchError
-from bench.results import PREDICTIONS_FILE, load, pairs
-from bench.runner import Grid
-from bench.stats import bootstrap_ratio, cell_intervals, holm, mcnemar_exact, resample_counts
+from bench.core import registry
+from bench.core.config import RunSpec
+from bench.core.errors import BenchError
+from bench.execution.runner import Grid
+from bench.execution.store import PREDICTIONS_FILE
+from bench.results.frames import load, pairs
+from bench.task.stats import bootstrap_ratio, cell_intervals, holm, mcnemar_exact, resample_counts
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy.py"
 

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bench.context import BuildContext
-from bench.data.schema import ASIN_RE, DOMAINS, SPLITS, Conversation, Item
-from bench.data.synthetic import (
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.registry import generators, load_plugins
+from bench.task.data.schema import ASIN_RE, DOMAINS, SPLITS, Conversation, Item
+from bench.task.data.synthetic import (
     ATTRIBUTE_KINDS,
     CHITCHAT,
     COLOUR_RGB,
@@ -28,10 +30,8 @@ from bench.data.synthetic import (
     requested_attributes,
     synthesize,
 )
-from bench.data.validate import validate
-from bench.errors import BenchError
-from bench.protocols import Generator, Request
-from bench.registry import generators, load_plugins
+from bench.task.data.validate import validate
+from bench.task.protocols import Generator, Request
 
 CONVERSATION_FIELDS = {
     "context",

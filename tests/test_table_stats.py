@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.compare import significant
-from bench.errors import BenchError
-from bench.results import iter_results
+from bench.core.errors import BenchError
+from bench.execution.store import iter_results
+from bench.results.compare import significant
 from tests.hits import write_hits
 
 

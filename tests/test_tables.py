@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bench.errors import BenchError
-from bench.results import RESULTS_FILE, CellKey, iter_results, write_json_atomic
-from bench.tables import render
+from bench.core.errors import BenchError
+from bench.execution.store import RESULTS_FILE, CellKey, iter_results, write_json_atomic
+from bench.results.tables import render
 from tests.conftest import results_payload as payload
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.data.schema import Item
-from bench.prompt import IMAGE_SLOT, render
+from bench.task.data.schema import Item
+from bench.task.prompt import IMAGE_SLOT, render
 from benchmarks import token_economy as te
 
 PINPOINTS = te.LLAVA_16_MISTRAL.grid_pinpoints

@@ -15,8 +15,8 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from baselines.generators.hf import HFGenerator, HFOptions, Settings, Source, load, load_model
-from bench.context import BuildContext
-from bench.options import takes
+from bench.core.context import BuildContext
+from bench.core.options import takes
 
 VICUNA = "lmsys/vicuna-7b-v1.5"
 VICUNA_FORMAT = (

@@ -31,14 +31,14 @@ from PIL import Image
 from pydantic import Field, PositiveInt
 
 from baselines.generators.scoring import score_continuations
-from bench import prompt as table11
-from bench.context import BuildContext
-from bench.errors import BenchError
-from bench.images import read_image
-from bench.models import weights_identity
-from bench.options import Options
-from bench.parser import PAPER, IdParser, over_budget, parse_choice
-from bench.protocols import Choice, Request
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import Options
+from bench.core.weights import weights_identity
+from bench.task import prompt as table11
+from bench.task.images import read_image
+from bench.task.parser import PAPER, IdParser, over_budget, parse_choice
+from bench.task.protocols import Choice, Request
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -206,7 +206,7 @@ class Rendered:
 
 def load_image(path: Path | None) -> tuple[Image.Image, bytes]:
     """The RGB image and its file bytes; the authors' white square and b"" when
-    :func:`bench.images.read_image` finds it unusable."""
+    :func:`bench.task.images.read_image` finds it unusable."""
     found = read_image(path)
     if found.image is None:
         side = table11.MISSING_IMAGE_SIDE

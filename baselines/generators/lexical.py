@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bench.context import BuildContext
-from bench.options import NoOptions, takes
-from bench.protocols import Choice, Request
+from bench.core.context import BuildContext
+from bench.core.options import NoOptions, takes
+from bench.task.protocols import Choice, Request
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Function words, plus the context's <submission>/<comment> tags.

@@ -24,9 +24,9 @@ from transformers import (
 )
 
 from baselines.generators.hf import HFGenerator, HFOptions, Settings, Source, load, load_model
-from bench.context import BuildContext
-from bench.options import takes
-from bench.prompt import IMAGE_SLOT
+from bench.core.context import BuildContext
+from bench.core.options import takes
+from bench.task.prompt import IMAGE_SLOT
 
 LLAVA_15 = "llava-hf/llava-1.5-7b-hf"
 LLAVA_16 = "llava-hf/llava-v1.6-mistral-7b-hf"

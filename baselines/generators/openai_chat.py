@@ -52,14 +52,14 @@ from baselines.openai_client import (
     refusal,
     tally,
 )
-from bench import prompt as table11
-from bench.context import BuildContext
-from bench.data.schema import Item
-from bench.errors import BenchError
-from bench.options import Options, takes
-from bench.parser import PAPER, IdParser, over_budget, parse_choice
-from bench.prompt import IMAGE_SLOT, Prompt
-from bench.protocols import Choice, Request
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import Options, takes
+from bench.task import prompt as table11
+from bench.task.data.schema import Item
+from bench.task.parser import PAPER, IdParser, over_budget, parse_choice
+from bench.task.prompt import IMAGE_SLOT, Prompt
+from bench.task.protocols import Choice, Request
 
 #: Requests whose rendered messages (images as base64) are kept between cache_key and recommend:
 #: a few runner batches, at most about 1.3 MB each with ten images.

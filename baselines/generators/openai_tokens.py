@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.images import image_problem
+from bench.task.images import image_problem
 
 #: Tokens the chat format adds to one user message plus the reply cue (OpenAI cookbook).
 MESSAGE_OVERHEAD = 7
@@ -95,7 +95,7 @@ def cost_usd(price: Mapping[str, float], prompt_tokens: int, completion_tokens: 
 @functools.lru_cache(maxsize=4096)
 def image_header(path: Path) -> tuple[int, int, str] | None:
     """(width, height, MIME type) from the file header; None when
-    :func:`bench.images.image_problem` finds the image unusable."""
+    :func:`bench.task.images.image_problem` finds the image unusable."""
     if image_problem(path) is not None:
         return None
     try:

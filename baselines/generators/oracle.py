@@ -11,11 +11,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.context import BuildContext
-from bench.data.synthetic import ATTRIBUTES_FILE, GENERATOR_VERSION, requested_attributes
-from bench.errors import BenchError
-from bench.options import NoOptions, takes
-from bench.protocols import Choice, Request
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import NoOptions, takes
+from bench.task.data.synthetic import ATTRIBUTES_FILE, GENERATOR_VERSION, requested_attributes
+from bench.task.protocols import Choice, Request
 
 
 class OracleGenerator:

@@ -28,10 +28,10 @@ from pydantic import Field
 
 from baselines.retrievers.common import doc_text, query_text
 from baselines.retrievers.topk import top_k
-from bench import progress
-from bench.context import BuildContext
-from bench.data.schema import Catalog, Conversation
-from bench.options import Options, takes
+from bench.core.context import BuildContext
+from bench.core.options import Options, takes
+from bench.execution import progress
+from bench.task.data.schema import Catalog, Conversation
 
 #: Bumped whenever tokenize() changes, so identities (and anything keyed on them) change too.
 TOKENIZER_VERSION = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bench.data.schema import Conversation, Item
+from bench.task.data.schema import Conversation, Item
 
 _MARKUP = re.compile(r"</?\s*(?:submission|comment)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")

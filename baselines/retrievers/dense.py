@@ -32,11 +32,11 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from baselines.retrievers.embedding import EmbeddingOptions, EmbeddingRetriever, l2_normalize
-from bench.cache import encoder_key
-from bench.context import BuildContext
-from bench.errors import BenchError
-from bench.models import weights_identity
-from bench.options import takes
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import takes
+from bench.core.weights import weights_identity
+from bench.execution.array_cache import encoder_key
 
 SBERT_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -16,9 +16,9 @@ from pydantic import Field, PositiveInt
 
 from baselines.retrievers.common import doc_text, query_text
 from baselines.retrievers.topk import dot_top_k
-from bench.cache import EmbeddingCache
-from bench.data.schema import Catalog, Conversation
-from bench.options import Options
+from bench.core.options import Options
+from bench.execution.array_cache import EmbeddingCache
+from bench.task.data.schema import Catalog, Conversation
 
 
 class EmbeddingOptions(Options):

@@ -28,10 +28,10 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from baselines.openai_client import Endpoint, reason, refusal, sync_client, tally
 from baselines.retrievers.embedding import EmbeddingOptions, EmbeddingRetriever, l2_normalize
-from bench.cache import encoder_key
-from bench.context import BuildContext
-from bench.errors import BenchError
-from bench.options import takes
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import takes
+from bench.execution.array_cache import encoder_key
 
 DEFAULT_MODEL = "text-embedding-3-large"
 WHERE = "[retrievers.openai-emb]"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.context import BuildContext
-from bench.data.schema import Catalog, Conversation
-from bench.errors import BenchError
-from bench.options import NoOptions, takes
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.options import NoOptions, takes
+from bench.task.data.schema import Catalog, Conversation
 
 
 class ShippedRetriever:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data.release import ReleaseDataset
+from bench.task.data.release import ReleaseDataset
 from lavic.arch import tiny_model
 from lavic.checkpoint import ADAPTER_DIR
 from lavic.finetune import FinetuneConfig, RecSample, samples

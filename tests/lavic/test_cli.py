@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.data.synthetic import SIZES, synthesize
+from bench.task.data.synthetic import SIZES, synthesize
 from lavic.describe import CACHE_FILE
 
 LIMIT = 3  # training and validation images per smoke run

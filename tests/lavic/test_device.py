@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 import lavic.viewcache
 from bench.cli import app
-from bench.data.synthetic import synthesize
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.task.data.synthetic import synthesize
 from lavic.arch import tiny_model
 from lavic.cli import load_base
 from lavic.distill import Collator, DistillConfig, distill, placement, training_arguments

@@ -15,7 +15,7 @@ import torch
 from transformers import EvalPrediction, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from lavic.arch import tiny_model
 from lavic.distill import Collator, DistillConfig, distill, perplexity, token_nll
 from lavic.embed import llava, spliced_inputs, view_embeddings

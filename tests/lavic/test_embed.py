@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from lavic.arch import tiny_model
 from lavic.embed import embed_images, spliced_inputs, view_embeddings
 from lavic.lora import LoraSpec, stage1

@@ -7,9 +7,9 @@ import copy
 
 import pytest
 
-from bench.data.schema import Answer, Catalog, Conversation, Item, Split
-from bench.errors import BenchError
-from bench.permutations import presented_order
+from bench.core.errors import BenchError
+from bench.task.data.schema import Answer, Catalog, Conversation, Item, Split
+from bench.task.prompt import presented_order
 from lavic.examples import NO_CANDIDATES, UNKNOWN_TARGET, as_tested, finetune_examples
 
 ITEMS = [f"B{i:09d}" for i in range(40)]

@@ -14,14 +14,14 @@ from PIL import Image
 from transformers.trainer_utils import get_last_checkpoint
 from typer.testing import CliRunner
 
-from bench import registry
 from bench.cli import app
-from bench.context import BuildContext
-from bench.data.release import ReleaseDataset
-from bench.errors import BenchError, Warnings
-from bench.models import weights_identity
-from bench.prompt import IMAGE_SLOT
-from bench.protocols import Request
+from bench.core import registry
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError, Warnings
+from bench.core.weights import weights_identity
+from bench.task.data.release import ReleaseDataset
+from bench.task.prompt import IMAGE_SLOT
+from bench.task.protocols import Request
 from lavic.checkpoint import adapter_hash, load_finetuned
 from lavic.embed import embed_images, llava
 from lavic.finetune import Collator, Encoder, Validator, finetune, image_rows

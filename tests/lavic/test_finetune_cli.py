@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import lavic.finetune
-from bench.data.synthetic import synthesize
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.task.data.synthetic import synthesize
 from lavic.checkpoint import identity
 from lavic.distill import write_spec
 from lavic.finetune import FinetuneConfig, Validator

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data.schema import Item
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.task.data.schema import Item
 from lavic.arch import real_config
 from lavic.embed import embed_images
 from lavic.fulltokens import AnyResTokens, TokenCache, ViewTokens, entire_tokens

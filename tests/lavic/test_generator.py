@@ -15,14 +15,14 @@ from transformers import LlavaNextForConditionalGeneration
 from typer.testing import CliRunner
 
 from baselines.generators.hf import load_image
-from bench import registry
 from bench.cli import app
-from bench.context import BuildContext
-from bench.data.schema import Conversation
-from bench.errors import BenchError
-from bench.models import weights_identity
-from bench.parser import OVER_BUDGET
-from bench.protocols import Request
+from bench.core import registry
+from bench.core.context import BuildContext
+from bench.core.errors import BenchError
+from bench.core.weights import weights_identity
+from bench.task.data.schema import Conversation
+from bench.task.parser import OVER_BUDGET
+from bench.task.protocols import Request
 from lavic.finetune import RecSample, finetune
 from lavic.viewcache import image_key
 from tests.conftest import write_release

@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from bench.data.synthetic import LEXICON, synthesize
+from bench.task.data.synthetic import LEXICON, synthesize
 from lavic.distill import Collator, Described, DistillConfig, DistillTrainer, token_nll
 from lavic.distill import training_arguments as distill_arguments
 from lavic.prompts import DESCRIBE_PROMPT

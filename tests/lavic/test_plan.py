@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.data.synthetic import synthesize
+from bench.task.data.synthetic import synthesize
 from lavic.arch import real_config
 from lavic.cost import GPUS, Sizes, forward
 from lavic.plan import PlanConfig, evenly

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench.data.synthetic import synthesize
+from bench.task.data.synthetic import synthesize
 from tests.lavic.test_cli import bench
 
 pytestmark = pytest.mark.slow
@@ -21,10 +23,9 @@ README = Path(__file__).resolve().parents[2] / "lavic" / "README.md"
 MARK = "<!-- recipe"
 ARG, END = "\x1f", "\x1e"
 LAVIC_STAGES = {"plan", "describe", "distill", "finetune"}
-CAPS = {  # the step caps and sizes each command gains
-    "describe": ["--limit", "3"],
+CAPS = {  # the step caps and sizes each command gains (describe and finetune see every item)
     "distill": ["--max-steps", "2", "--eval-steps", "1", "--max-length", "512"],
-    "finetune": ["--max-steps", "2", "--eval-steps", "1", "--limit", "3"],
+    "finetune": ["--max-steps", "2", "--eval-steps", "1"],
     "run": ["--limit", "2", "--no-progress"],
 }
 GRID_OPTIONS = re.compile(r"^--(distill-|finetune-)?(lr|wd)$")
@@ -71,27 +72,37 @@ def shrink(argv: list[str], tiny: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cooked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[str]], list[str]]:
-    """The recipe run in a folder whose ``data/`` is a small synthetic release; returns the
-    folder, the commands as written, and the last command's output."""
+def cooked(tmp_path_factory: pytest.TempPathFactory) -> Cooked:
+    """The recipe run in a folder whose ``data/`` is a small synthetic release."""
     cwd = tmp_path_factory.mktemp("recipe")
     synthesize(cwd / "data", seed=0, size="small")
     tiny = cwd / "tiny"
     assert bench("lavic", "tiny", "--out", tiny)[0] == 0
     written = commands(recipe(), cwd)
-    out = ""
+    printed = []
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
         patch.setenv("BENCH_CACHE_DIR", str(cwd / "cache"))
         for argv in written:
             code, out, err = bench(*shrink(argv, tiny))
             assert code == 0, f"bench {' '.join(argv)}\n{err[-3000:]}"
-    return cwd, written, out.splitlines()
+            printed.append(out + err)
+        plan = next(a for a in written if a[:2] == ["lavic", "plan"])
+        code, out, err = bench(*shrink(plan, tiny), "--format", "json")
+        assert code == 0, err
+    return Cooked(cwd, written, printed, json.loads(out))
 
 
-def test_the_recipe_covers_every_stage_and_table_7(
-        cooked: tuple[Path, list[list[str]], list[str]]) -> None:
-    _, written, _ = cooked
+@dataclass
+class Cooked:
+    cwd: Path
+    written: list[list[str]]  # the recipe's commands, as bash expanded them
+    printed: list[str]  # each command's stdout + stderr
+    plan: dict[str, Any]  # the recipe's plan line, as JSON
+
+
+def test_the_recipe_covers_every_stage_and_table_7(cooked: Cooked) -> None:
+    written = cooked.written
     verbs = [" ".join(a[:2]) if a[0] == "lavic" else a[0] for a in written]
     assert verbs[:3] == ["lavic plan", "lavic describe", "lavic distill"]
     assert verbs.count("lavic finetune") == 3 * 3 + 1  # 3 domains x 3 variants + entire tokens
@@ -100,9 +111,8 @@ def test_the_recipe_covers_every_stage_and_table_7(
     assert full_grid.count("--lr") == 4 and full_grid.count("--wd") == 5  # the paper's 20
 
 
-def test_each_stage_took_the_release_files(
-        cooked: tuple[Path, list[list[str]], list[str]]) -> None:
-    cwd, _, _ = cooked
+def test_each_stage_took_the_release_files(cooked: Cooked) -> None:
+    cwd = cooked.cwd
     described = json.loads((cwd / "described" / "descriptions.json").read_text())
     meta = json.loads((cwd / "data" / "item2meta_train.json").read_text())
     for row in described["train"]:  # text from the per-image dict, image from train_images/
@@ -120,12 +130,35 @@ def test_each_stage_took_the_release_files(
             assert (spec["stage1"] != "none") == (variant == "lavic")
 
 
-def test_table_7_prints_our_rows_beside_the_papers(
-        cooked: tuple[Path, list[list[str]], list[str]]) -> None:
-    cwd, _, table = cooked
-    text = "\n".join(table)
+def test_table_7_prints_our_rows_beside_the_papers(cooked: Cooked) -> None:
+    cwd, text = cooked.cwd, cooked.printed[-1]
+    table = text.splitlines()
     for model in ("lavic", "lavic-no-distill", "lavic-no-images", "lavic-entire-tokens"):
         assert any(model in line for line in table), (model, text)
     results = list((cwd / "runs").rglob("results.json"))
     assert len(results) == 10
     assert "paper" in text.lower(), text
+
+
+def test_plan_counts_what_the_stages_then_read(cooked: Cooked) -> None:
+    """The plan's images and examples are the ones describe, distill and finetune used: each
+    stage prints its own counts, and describe's file lists every image (hand count)."""
+    stages = {s["stage"]: s for s in cooked.plan["stages"]}
+    described = json.loads((cooked.cwd / "described" / "descriptions.json").read_text())
+    meta = json.loads((cooked.cwd / "data" / "item2meta_train.json").read_text())
+    by_hand = sum(len(m["image_descriptions_llava_cleaned"]) for m in meta.values())
+    assert len(described["train"]) == by_hand == stages["distill"]["examples"]["train"]
+    assert len(described["valid"]) == stages["distill"]["examples"]["valid"]
+    said = {}
+    for argv, printed in zip(cooked.written, cooked.printed, strict=True):
+        if argv[:2] == ["lavic", "finetune"] and "all_beauty" in argv and "--variant" not in argv:
+            found = re.search(r"(\d+) training, (\d+) validation examples", printed)
+            assert found, printed
+            said["finetune"] = [int(found[1]), int(found[2])]
+        if argv[:2] == ["lavic", "distill"]:
+            found = re.search(r"(\d+) training, (\d+) validation images", printed)
+            assert found, printed
+            said["distill"] = [int(found[1]), int(found[2])]
+    for stage, counts in said.items():
+        assert counts == [stages[stage]["examples"]["train"], stages[stage]["examples"]["valid"]]
+    assert stages["distill"]["grid_points"] == stages["finetune"]["grid_points"] == 2

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from lavic.arch import preprocessor_settings, real_config, tiny_config
 from lavic.views import ImageProcessor, ViewMaker
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bench.protocols import Choice, Request
-from bench.registry import generators
+from bench import Choice, Request, generators
 
 
 def _words(text: str) -> set[str]:

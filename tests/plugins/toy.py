@@ -8,9 +8,7 @@ import re
 import time
 from collections.abc import Sequence
 
-from bench.data.schema import Catalog, Conversation
-from bench.protocols import Choice, Request
-from bench.registry import generators, retrievers
+from bench import Catalog, Choice, Conversation, Request, generators, retrievers
 
 
 def _words(text: str) -> set[str]:
