@@ -37,11 +37,11 @@ from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
 
 from bench.task.data.schema import Item
 from bench.task.prompt import IMAGE_SLOT, render
-from lavic.arch import REAL_CONFIG
-from lavic.embed import embed_images, spliced_inputs, view_embeddings
-from lavic.lora import stage2
-from lavic.tiny import char_tokenizer
-from lavic.views import ViewMaker
+from lavic.model.arch import REAL_CONFIG
+from lavic.model.embed import embed_images, spliced_inputs, view_embeddings
+from lavic.model.lora import stage2
+from lavic.model.tiny import char_tokenizer
+from lavic.model.views import ViewMaker
 
 MODES = ("cached", "tower", "tower+pixels")
 SIZES = {  # (text hidden, text layers, vision hidden, vision layers, image side)

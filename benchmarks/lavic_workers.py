@@ -3,11 +3,11 @@
 Three measurements on the same photo-sized JPEGs (``--side`` px, quality 90, written once):
 
 * ``distill input``: stage 1's collator over a DataLoader of batch 4 -- JPEG decoding, the real
-  model's 5 views at 336 px (``lavic.views.ViewMaker`` on the 7B's config) and tokenising --
+  model's 5 views at 336 px (``lavic.model.views.ViewMaker`` on the 7B's config) and tokenising --
   with nothing consuming the batches: the pipeline's own rate;
 * ``distill input + GPU step``: the same, the main process then waiting ``--step`` seconds per
   batch, as it waits for a GPU's training step (a sleep: no CPU is used, as on a GPU);
-* ``describe (tiny model)``: ``lavic.describe.describe`` end to end on the tiny LLaVA-NeXT
+* ``describe (tiny model)``: ``lavic.stage1.describe.describe`` end to end on the tiny LLaVA-NeXT
   (greedy, 128 new tokens, batch 4), workers decoding and running the processor while the main
   process generates; the model load (a fraction of a second) is included.
 
@@ -37,12 +37,12 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 
 from bench.core.errors import Warnings
-from lavic.arch import real_config
-from lavic.data import Target
-from lavic.describe import describe
-from lavic.distill import Collator, Described
-from lavic.tiny import IMAGE, char_tokenizer, tiny_folder
-from lavic.views import ViewMaker
+from lavic.model.arch import real_config
+from lavic.model.tiny import IMAGE, char_tokenizer, tiny_folder
+from lavic.model.views import ViewMaker
+from lavic.stage1.data import Described, ImageToDescribe
+from lavic.stage1.describe import describe
+from lavic.stage1.distill import Collator
 
 BATCH = 4
 
@@ -81,8 +81,8 @@ def distill_input(paths: list[Path], workers: int, step: float = 0.0) -> float:
 
 
 def describe_tiny(paths: list[Path], workers: int, model: Path, scratch: Path) -> float:
-    targets = [Target(split="train", asin=p.stem[:-2], index=0, title=f"item {i}", image=p,
-                      release="") for i, p in enumerate(paths)]
+    targets = [ImageToDescribe(split="train", asin=p.stem[:-2], index=0, title=f"item {i}",
+                               image=p, release="") for i, p in enumerate(paths)]
     out = Path(tempfile.mkdtemp(dir=scratch))  # an empty answer cache every time
     start = time.perf_counter()
     done, _ = describe(targets, str(model), out, batch_size=BATCH, workers=workers,

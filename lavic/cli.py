@@ -26,15 +26,18 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from bench.cli_errors import OneLineUsage, user_errors
 from bench.core.env import cache_root
 from bench.core.errors import BenchError, Warnings
 from bench.core.weights import ModelPaths, weights_identity
-from lavic.arch import REAL_MODEL_ID
-from lavic.distill import ADAPTER_DIR, Device, DistillConfig, Dtype, placement
-from lavic.finetune import FinetuneConfig
 from lavic.grid import GRID, grid_points, point_name, run_grid
+from lavic.model.arch import REAL_MODEL_ID
+from lavic.settings import Device, Dtype, TrainingConfig, placement
+from lavic.stage1.distill import DistillConfig
+from lavic.stage2.config import FinetuneConfig
+from lavic.store.checkpoint import ADAPTER_DIR
 
 app = typer.Typer(cls=OneLineUsage, add_completion=False, no_args_is_help=True,
                   help="LaViC: describe images, distil them to view embeddings (stage 1), "
@@ -60,7 +63,7 @@ def model_source(model_path: Path | None, model: str) -> str:
     return str(model_path)
 
 
-def load_base(source: str, config: DistillConfig) -> tuple[Any, Any]:
+def load_base(source: str, config: TrainingConfig) -> tuple[Any, Any]:
     """(tokenizer, LLaVA-NeXT model) of ``source``, the model loaded straight onto the
     config's device in its dtype (never a full-precision copy first); failures are one line."""
     from transformers import AutoTokenizer, LlavaNextForConditionalGeneration
@@ -83,9 +86,10 @@ def echo_warnings(warnings: Warnings) -> None:
 
 @app.command()
 @user_errors
-def tiny(out: Out, seed: Annotated[int, typer.Option(help="Weight seed.")] = 0) -> None:
+def tiny(out: Out, seed: Annotated[int, typer.Option(
+        help="Seed of the tiny model's random weights.")] = 0) -> None:
     """Write a tiny LLaVA-NeXT (the real module tree, shrunken) with a character tokenizer."""
-    from lavic.tiny import tiny_folder
+    from lavic.model.tiny import tiny_folder
 
     if out.exists() and any(out.iterdir()):
         raise BenchError("the folder is not empty", where=str(out), hint="pass a new folder")
@@ -117,14 +121,14 @@ def describe(
                                          "processor (0: the main one).")] = 0,
 ) -> None:
     """Describe every training and validation image (Table 10 prompt, greedy, <= 128 tokens)."""
-    from lavic.data import targets, write_descriptions
+    from lavic.stage1.data import images_to_describe, write_descriptions
 
     if descriptions not in ("model", "release"):
         raise BenchError(f"--descriptions {descriptions!r}", where="bench lavic describe",
                          hint="use model or release")
     warnings = Warnings()
     try:
-        wanted = targets(data_dir, source=descriptions,  # type: ignore[arg-type]
+        wanted = images_to_describe(data_dir, source=descriptions,  # type: ignore[arg-type]
                          images_dir=images_dir, valid_images_dir=valid_images_dir,
                          images_per_item=images_per_item, limit=limit, warnings=warnings)
     except BenchError:
@@ -133,7 +137,7 @@ def describe(
     if descriptions == "release":
         done, source = [(t, t.release) for t in wanted], "release"
     else:
-        from lavic.describe import describe as run_describe
+        from lavic.stage1.describe import describe as run_describe
 
         def progress(done: int) -> None:
             typer.echo(f"described {done} new image(s)", err=True)
@@ -151,20 +155,27 @@ def describe(
 def schema_parameters(schema: Any, prefix: str = "", skip: tuple[str, ...] = ()
                       ) -> list[inspect.Parameter]:
     """One ``--option`` per field of a pydantic model or dataclass (nested ones flattened
-    with their name as prefix), each defaulting to None = the schema's own default."""
+    with their name as prefix), each defaulting to None = the schema's own default; the help
+    line is the field's description (a field without one is a programming error)."""
     if is_dataclass(schema):
-        hints = get_type_hints(schema)
-        items = [(f.name, hints[f.name], f.default) for f in fields(schema)]
+        hints, annotated = get_type_hints(schema), get_type_hints(schema, include_extras=True)
+        items = [(f.name, hints[f.name], f.default, next(
+            (m.description for m in getattr(annotated[f.name], "__metadata__", ())
+             if isinstance(m, FieldInfo)), None)) for f in fields(schema)]
     else:
-        items = [(n, f.annotation, f.default) for n, f in schema.model_fields.items()]
+        items = [(n, f.annotation, f.default, f.description)
+                 for n, f in schema.model_fields.items()]
     params: list[inspect.Parameter] = []
-    for name, kind, default in items:
+    for name, kind, default, description in items:
         if name in skip:
             continue
         if is_dataclass(kind) or (isinstance(kind, type) and issubclass(kind, BaseModel)):
             params += schema_parameters(kind, f"{prefix}{name}_")
             continue
-        option = typer.Option(help=f"{schema.__name__}.{name} (default {default})",
+        if not description:
+            raise TypeError(f"{schema.__name__}.{name} has no description for its --help")
+        text = description if description.endswith(".") else f"{description}."
+        option = typer.Option(help=text if default is None else f"{text} Default: {default}.",
                               show_default=False)
         params.append(inspect.Parameter(f"{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
                                         default=None, annotation=Annotated[kind | None, option]))
@@ -193,8 +204,8 @@ def run_distill(descriptions: Path, out: Path, model_path: Path | None, model: s
                 lr: list[float] | None, wd: list[float] | None, **options: Any) -> None:
     """Stage 1 once, or once per grid point (:mod:`lavic.grid`), best by validation
     perplexity."""
-    from lavic.data import read_descriptions
-    from lavic.distill import distill
+    from lavic.stage1.data import read_descriptions
+    from lavic.stage1.distill import distill
 
     configs = grid_points(DistillConfig, lr or [], wd or [],
                           schema_values(options, DistillConfig), "bench lavic distill")
@@ -255,16 +266,16 @@ def run_finetune(data_dir: Path, domain: list[str], out: Path, model_path: Path 
     """Stage 2 on the train split of ``domain`` (several: one combined model), once or once
     per grid point (:mod:`lavic.grid`), the epoch and the point chosen by HR@1 on the valid
     split; view embeddings cached in the harness's cache."""
-    from lavic.finetune import finetune
-    from lavic.recdata import load_samples
+    from lavic.stage2.examples import load_examples
+    from lavic.stage2.finetune import finetune
 
     configs = grid_points(FinetuneConfig, lr or [], wd or [],
                           schema_values(options, FinetuneConfig), "bench lavic finetune")
     first = configs[0]
     warnings = Warnings()
-    train, valid = load_samples(data_dir, domain, shipped=candidate_lists,
-                                k=first.candidates, seed=first.seed, limit=limit,
-                                validation=first.validation, warnings=warnings)
+    train, valid = load_examples(data_dir, domain, shipped=candidate_lists,
+                                 k=first.candidates, seed=first.seed, limit=limit,
+                                 validation=first.validation, warnings=warnings)
     echo_warnings(warnings)
     source = model_source(model_path, model)
     identity = weights_identity(source) or source

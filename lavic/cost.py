@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from transformers import LlavaNextConfig
 
-from lavic.arch import meta_model
-from lavic.fulltokens import tokens_per_view
-from lavic.lora import stage1_count, stage2_count
+from lavic.model.arch import meta_model
+from lavic.model.fulltokens import tokens_per_view
+from lavic.model.lora import stage1_count, stage2_count
 
 ACT_BYTES = 34
 BANDWIDTH_SHARE = 0.6

@@ -5,10 +5,12 @@ candidate image as ``views`` embeddings read from the view cache.
 ``[generators.lavic]``); the base weights are ``model_path`` or the real
 ``llava-hf/llava-v1.6-mistral-7b-hf``, and must be the ones the checkpoint was trained on.
 Both decodings of every local generator work (``generate`` with the paper's parser, ``score``
-over the candidates' IDs). The prompt ids are exactly those stage 2 trained on
-(:class:`lavic.recprompt.RecPrompt`), and an image without a cached row is embedded once with
-the checkpoint's own vision side and stored. The named configurations are the paper's
-ablations (Tables 7 and 8): each refuses a checkpoint trained as another variant.
+over the candidates' IDs). The prompt ids are exactly those stage 2 trained on (one
+:class:`lavic.stage2.prompt.RecPrompt`, chat turn and answer room with the default
+``max_new_tokens``), and an image without a cached row is embedded once with the checkpoint's
+own vision side and stored. The named configurations are the paper's ablations (Tables 7 and
+8): each refuses a checkpoint trained as another variant. Nothing here loads the training
+loop (an import-linter contract).
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ from PIL import Image
 from pydantic import Field, ValidationError
 from transformers import AutoConfig, AutoTokenizer, LlavaNextForConditionalGeneration
 
+from baselines.generators.chat import ChatTurn
 from baselines.generators.hf import HFGenerator, HFOptions, Rendered, Settings, Source, load
 from bench.core.context import BuildContext
 from bench.core.errors import BenchError
 from bench.core.options import takes
-from lavic import checkpoint
-from lavic.arch import REAL_MODEL_ID
-from lavic.embed import spliced_inputs
-from lavic.finetune import FinetuneConfig, image_rows, slots
-from lavic.fulltokens import TokenCache
-from lavic.recprompt import RecPrompt
-from lavic.viewcache import ImageRows, image_key
+from lavic.model.arch import REAL_MODEL_ID
+from lavic.model.embed import spliced_inputs
+from lavic.stage2.config import FinetuneConfig, image_rows, slots
+from lavic.stage2.prompt import RecPrompt
+from lavic.store import checkpoint
+from lavic.store.tokencache import TokenCache
+from lavic.store.viewcache import ImageRows, image_key
 
 #: generator name -> the stage-2 variant it runs
 VARIANTS = {"lavic": "lavic", "lavic-no-images": "no-images", "lavic-no-distill": "no-distill",
@@ -54,19 +57,15 @@ class LavicGenerator(HFGenerator):
     def __init__(self, name: str, source: Source, settings: Settings, weights: Any,
                  config: Any, tokenizer: Any, coder: RecPrompt, cache: ImageRows | None,
                  folder: Path) -> None:
-        self.templater = self.tokenizer = tokenizer
-        self.fallback = "{prompt}"
-        self.coder, self.cache = coder, cache
+        self.tokenizer, self.coder, self.cache = tokenizer, coder, cache
         super().__init__(name, source, settings, weights, config)
         self.identity += f"|{checkpoint.identity(folder)}"
         if cache is not None:
             self.identity += f"|views={cache.store.key}"
 
-    def chat(self, text: str) -> str:
-        return self.coder.chat(text)
-
-    def add_special_tokens(self, chat_text: str) -> bool:
-        return self.coder.add_special_tokens(chat_text)
+    def chat_turn(self) -> ChatTurn:
+        """Stage 2's turn, so the template, BOS and answer room are the trained ones."""
+        return self.coder.turn
 
     def sanitize(self, text: str) -> str:
         return self.coder.sanitize(text)
@@ -148,8 +147,7 @@ def _build(ctx: BuildContext, name: str) -> LavicGenerator:
     config = load(AutoConfig, source)
     tokenizer = load(AutoTokenizer, source)
     placeholder = tokenizer.convert_ids_to_tokens(config.image_token_index)
-    coder = RecPrompt(tokenizer, placeholder, slots(trained),
-                      settings.max_length)
+    coder = RecPrompt(ChatTurn(tokenizer), placeholder, slots(trained), settings.max_length)
     cache = image_rows(trained, config, ctx.cache_dir, base=spec["base"],
                        stage1=spec["stage1"], tokenizer=tokenizer)
     weights = functools.partial(load_weights, source, settings, folder)

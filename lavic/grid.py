@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 from bench.core.errors import BenchError
 from bench.core.options import validate
 from bench.execution.store import write_json_atomic
-from lavic.checkpoint import ADAPTER_DIR, SPEC_FILE, STAGE1_COPY
-from lavic.distill import DistillConfig, write_spec
+from lavic.settings import TrainingConfig
+from lavic.store.checkpoint import ADAPTER_DIR, SPEC_FILE, STAGE1_COPY
+from lavic.training import RESULT_FILE, write_spec
 
 GRID = ("learning_rate", "weight_decay")
 GRID_DIR = "grid"
-RESULT_FILE = "result.json"
 
-C = TypeVar("C", bound=DistillConfig)
+C = TypeVar("C", bound=TrainingConfig)
 
 
 def grid_points(schema: type[C], lrs: Sequence[float], wds: Sequence[float],
@@ -46,7 +46,7 @@ def grid_points(schema: type[C], lrs: Sequence[float], wds: Sequence[float],
     return configs
 
 
-def point_name(config: DistillConfig) -> str:
+def point_name(config: TrainingConfig) -> str:
     return f"lr{config.learning_rate:g}-wd{config.weight_decay:g}"
 
 

@@ -1,11 +1,11 @@
 """``bench lavic plan``: what each stage costs, before a GPU hour is paid.
 
-Counts come from the readers the stages use (:func:`lavic.data.targets` for stage 1,
-:func:`lavic.recdata.load_samples` for stage 2, the test split's shipped lists for ``bench
-run``); token lengths from the real tokenizer and prompt builders (the distill collator's
-Table 10 prompt, :class:`lavic.recprompt.RecPrompt`) on up to ``sample`` evenly spaced examples
-per stage; parameter counts from the model on the meta device. FLOPs, memory and hours follow
-the formulas of :mod:`lavic.cost`.
+Counts come from the readers the stages use (:func:`lavic.stage1.data.images_to_describe` for
+stage 1, :func:`lavic.stage2.examples.load_examples` for stage 2, the test split's shipped lists
+for ``bench run``); token lengths from the real tokenizer and prompt builders (the distill
+collator's Table 10 prompt, :class:`lavic.stage2.prompt.RecPrompt`) on up to ``sample`` evenly
+spaced examples per stage; parameter counts from the model on the meta device. FLOPs, memory
+and hours follow the formulas of :mod:`lavic.cost`.
 """
 
 from __future__ import annotations
@@ -21,32 +21,43 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import LlavaNextConfig
 from transformers.image_processing_utils import select_best_resolution
 
+from baselines.generators.chat import ChatTurn
 from baselines.generators.hf import load_image
 from bench.core.errors import BenchError, Warnings
 from bench.task.data.release import ReleaseDataset
 from lavic.cost import ACT_BYTES, BANDWIDTH_SHARE, GPUS, OPTIMIZER_BYTES, Cost, Sizes
-from lavic.data import Source, targets
-from lavic.describe import MAX_NEW_TOKENS
-from lavic.distill import IGNORE, Collator, Described, DistillConfig
-from lavic.finetune import GENERATED, FinetuneConfig, samples_as_tested, slots
-from lavic.fulltokens import AnyResTokens, ViewTokens, entire_tokens
-from lavic.prompts import describe_prompt, prompt_ids
-from lavic.recdata import load_samples
-from lavic.recprompt import RecPrompt
-from lavic.views import ViewMaker
+from lavic.model.fulltokens import AnyResTokens, ViewTokens, entire_tokens
+from lavic.model.views import ViewMaker
+from lavic.stage1.data import Described, Source, images_to_describe
+from lavic.stage1.describe import MAX_NEW_TOKENS
+from lavic.stage1.distill import Collator, DistillConfig
+from lavic.stage1.prompt import describe_prompt
+from lavic.stage2.config import GENERATED, FinetuneConfig, slots
+from lavic.stage2.examples import as_tested, load_examples, shipped_lists
+from lavic.stage2.prompt import RecPrompt
+from lavic.training import IGNORE
 
 
 class PlanConfig(BaseModel):
     """What ``bench lavic plan`` assumes besides the stages' own settings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    gpu: Literal["h100", "h200", "a100", "a100-40gb", "l40s"] = "h100"
-    mfu: float = Field(0.4, gt=0, le=1)  # share of the bf16 peak the GPU sustains
-    dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
-    descriptions: Source = "model"  # release: stage 1 reads the release's; no describe
-    describe_batch_size: int = Field(4, gt=0)
-    sample: int = Field(200, gt=0)  # examples per stage whose tokens are counted
-    format: Literal["table", "json"] = "table"
+    gpu: Literal["h100", "h200", "a100", "a100-40gb", "l40s"] = Field("h100", description=(
+        "The GPU the hours are estimated for: h100, h200, a100, a100-40gb (the paper's) or "
+        "l40s (lavic/cost.py lists their peaks)."))
+    mfu: float = Field(0.4, gt=0, le=1, description=(
+        "Share of the GPU's bf16 peak a step sustains, 0 < mfu <= 1."))
+    dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description=(
+        "The weights' dtype every stage runs in: bf16, fp16 or fp32."))
+    descriptions: Source = Field("model", description=(
+        "model: describe every image first (its hours are counted); release: stage 1 reads "
+        "the release's descriptions, no describe stage."))
+    describe_batch_size: int = Field(4, gt=0, description=(
+        "Images per generate call of the describe stage."))
+    sample: int = Field(200, gt=0, description=(
+        "Examples per stage whose prompt tokens are counted with the real tokenizer."))
+    format: Literal["table", "json"] = Field("table", description=(
+        "table (for reading) or json (every number, for scripts)."))
 
 
 def evenly(items: Sequence[Any], n: int) -> list[Any]:
@@ -151,12 +162,13 @@ class Planner:
         train = sum(t.split == "train" for t in found)
         stage = Stage("describe", len(found), train, len(found) - train)
         flops = []
-        for target in evenly(found, self.settings.sample):
-            prompt = len(prompt_ids(self.tokenizer, describe_prompt(
-                target.title, self.placeholder))) - 1 + _count(full, target.image)
+        turn = ChatTurn(self.tokenizer)
+        for image in evenly(found, self.settings.sample):
+            prompt = len(turn.encode(describe_prompt(image.title, self.placeholder))) - 1 \
+                + _count(full, image.image)
             stage.tokens.append(prompt + MAX_NEW_TOKENS)
             flops.append(self.cost.llm(prompt)
-                         + self.cost.views(_anyres_views(self.config, target.image)))
+                         + self.cost.views(_anyres_views(self.config, image.image)))
         longest = max(stage.tokens or [MAX_NEW_TOKENS])
         decoded, seconds = self.cost.decode(len(found), batch, longest - MAX_NEW_TOKENS,
                                             MAX_NEW_TOKENS)
@@ -177,12 +189,12 @@ class Planner:
         stage = Stage("distill", len(found), len(train), len(found) - len(train))
         trained, evaluations = self.training(stage, config, points)
         answers = []
-        for target in evenly(train, self.settings.sample):
-            ids, labels = collator.encode(Described(title=target.title, image=target.image,
-                                                    description=target.release))
+        for image in evenly(train, self.settings.sample):
+            ids, labels = collator.encode(Described(title=image.title, image=image.image,
+                                                    description=image.release))
             answer = sum(label != IGNORE for label in labels)
             prompt = len(ids) - answer
-            if not target.release:
+            if not image.release:
                 answer = min(MAX_NEW_TOKENS + 1, config.max_length - prompt)
             stage.tokens.append(prompt + answer)
             answers.append(answer)
@@ -198,25 +210,28 @@ class Planner:
             + self.cost.activations(batch * config.views * s.view_tokens, ckpt, vision=True)}
         return stage
 
-    def prompts(self, stage: Stage, samples: Sequence[Any], room: int | None
-                ) -> list[tuple[int, int]]:
-        """(prompt, answer) lengths of the sampled ``samples``; the answer is the ID and EOS
-        or ``room`` new tokens. A prompt over the input limit is counted and measured at the
+    def prompts(self, stage: Stage, examples: Sequence[Any], new: int | None,
+                decoding: str = "generate") -> list[tuple[int, int]]:
+        """(prompt, answer) lengths of the sampled ``examples``, each prompt leaving the answer
+        room of ``decoding`` (:mod:`lavic.stage2.rows`); the answer is the ID and EOS or
+        ``new`` new tokens. A prompt over the input limit is counted and measured at the
         length it needs."""
-        config = self.stage2
-        coder, unlimited = (RecPrompt(self.tokenizer, self.placeholder, slots(config), limit)
+        config, turn = self.stage2, ChatTurn(self.tokenizer)
+        coder, unlimited = (RecPrompt(turn, self.placeholder, slots(config), limit)
                             for limit in (config.max_length, 10 ** 9))
         full = entire_tokens(config.entire_tokens, self.config, views=config.views,
                              layer=config.vision_layer, tokenizer=self.tokenizer) \
             if config.variant == "entire-tokens" else None
         lengths = []
-        for sample in evenly(samples, self.settings.sample):
-            answer = len(coder.answer(sample.target)) if room is None else room
-            counts = [_count(full, i.image_path) for i in sample.candidates] if full else None
+        for ex in evenly(examples, self.settings.sample):
+            answer = len(turn.answer(ex.target)) if new is None else new
+            room = turn.room(decoding, GENERATED, ex.asins)
+            counts = [_count(full, i.image_path) for i in ex.candidates] if full else None
+            text = ex.conversation.context
             try:
-                ids = coder.encode(sample.conversation, sample.candidates, answer, counts)[0]
+                ids = coder.encode(text, ex.candidates, room, counts)[0]
             except BenchError:
-                ids = unlimited.encode(sample.conversation, sample.candidates, answer, counts)[0]
+                ids = unlimited.encode(text, ex.candidates, room, counts)[0]
                 stage.refused += 1
                 stage.needs = max(stage.needs, len(ids) + answer)
             stage.tokens.append(len(ids) + answer)
@@ -248,7 +263,7 @@ class Planner:
         trained, evaluations = self.training(stage, config, points)
         mean = _mean([self.cost.llm(p + a, a) for p, a in self.prompts(stage, train, None)])
         new = GENERATED if config.validation == "generate" else 0
-        asked = self.prompts(Stage("valid", 0, 0), valid, new)
+        asked = self.prompts(Stage("valid", 0, 0), valid, new, config.validation)
         prefill = _mean([self.cost.llm(p) for p, _ in asked]) * len(valid)
         decoded, waited = self.cost.decode(len(valid), 1, max(asked or [(0, 0)])[0], new)
         fill, stage.disk = self.image_rows(paths)
@@ -297,17 +312,19 @@ def make_plan(data_dir: Path, domains: Sequence[str], *, config: LlavaNextConfig
     """Every stage's counts and estimates (grid points: ``distill`` and ``finetune``), with
     the assumptions they rest on."""
     planner = Planner(config, tokenizer, settings, distill[0], finetune[0])
-    found = targets(data_dir, source=settings.descriptions, images_dir=images_dir,
-                    valid_images_dir=valid_images_dir,
-                    images_per_item=distill[0].images_per_item, warnings=warnings)
+    found = images_to_describe(data_dir, source=settings.descriptions, images_dir=images_dir,
+                               valid_images_dir=valid_images_dir,
+                               images_per_item=distill[0].images_per_item, warnings=warnings)
     first = finetune[0]
-    train, valid = load_samples(data_dir, domains, shipped=candidate_lists, k=first.candidates,
-                                seed=first.seed, validation=first.validation, warnings=warnings)
+    train, valid = load_examples(data_dir, domains, shipped=candidate_lists,
+                                 k=first.candidates, seed=first.seed,
+                                 validation=first.validation, warnings=warnings)
     data, tested = ReleaseDataset(data_dir), []
     for domain in domains:  # what `bench run --retriever dataset:{lists}` asks
         split = data.load(domain, "test", warnings=warnings)
-        tested += samples_as_tested(split, {c.id: list(c.shipped_candidates.get(
-            candidate_lists, ())) for c in split.conversations}, k=first.candidates)
+        tested += as_tested(split, shipped_lists(split, candidate_lists,
+                                                 data.split_path(domain, "test")),
+                            k=first.candidates)
     seen = {i.image_path for sample in (*train, *valid) for i in sample.candidates}
     stages = [planner.describe(found)] if settings.descriptions == "model" else []
     stages += [planner.distill(found, len(distill)),

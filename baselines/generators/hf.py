@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from pydantic import Field, PositiveInt
 
+from baselines.generators.chat import ChatTurn
 from baselines.generators.scoring import score_continuations
 from bench.core.context import BuildContext
 from bench.core.errors import BenchError
@@ -219,8 +220,10 @@ class HFGenerator:
 
     Subclasses set ``templater`` (what owns the chat template), ``tokenizer`` and
     ``fallback`` (a ``{prompt}`` format used when there is no chat template) before calling
-    ``super().__init__``, and implement :meth:`messages` and :meth:`encode`; vision backends
-    also override :meth:`image_tokens`, :meth:`sanitize` and :meth:`format_slots`.
+    ``super().__init__``, and implement :meth:`messages` and :meth:`encode` (or override
+    :meth:`chat_turn` with a turn of their own); vision backends also override
+    :meth:`image_tokens`, :meth:`sanitize` and :meth:`format_slots`. Rendering, BOS and the
+    answer room are :class:`~baselines.generators.chat.ChatTurn`'s.
     """
 
     templater: Any
@@ -235,6 +238,7 @@ class HFGenerator:
         self.settings = settings
         self.reads_images = settings.images
         self._weights = weights
+        self.turn = self.chat_turn()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
@@ -307,25 +311,22 @@ class HFGenerator:
 
     # ------------------------------------------------------------------ rendering
 
+    def chat_turn(self) -> ChatTurn:
+        """How a user turn is rendered and tokenised (:mod:`baselines.generators.chat`)."""
+        return ChatTurn(self.tokenizer, self.templater, self.fallback, self.messages)
+
     def chat(self, text: str) -> str:
-        if getattr(self.templater, "chat_template", None):
-            return self.templater.apply_chat_template(
-                self.messages(text), tokenize=False, add_generation_prompt=True
-            )
-        return self.fallback.format(prompt=text)
+        return self.turn.render(text)
 
     def add_special_tokens(self, chat_text: str) -> bool:
-        """Let the tokenizer add BOS unless the chat template already wrote it."""
-        bos = self.tokenizer.bos_token
-        return not (bos and chat_text.startswith(bos))
+        return self.turn.special_tokens(chat_text)
 
     def count_tokens(self, chat_text: str) -> int:
-        ids = self.tokenizer(chat_text, add_special_tokens=self.add_special_tokens(chat_text))
-        return len(ids["input_ids"])
+        return len(self.turn.ids(chat_text))
 
     def continuation(self, asin: str) -> list[int]:
         """An answer's tokens as the model would emit them after the prompt, then EOS."""
-        return [*self.tokenizer(asin, add_special_tokens=False)["input_ids"], self.eos_ids[0]]
+        return self.turn.answer(asin, self.eos_ids[0])
 
     def render(self, request: Request) -> Rendered:
         """The chat text, truncating only the conversation to ``max_length`` minus room for
@@ -334,11 +335,8 @@ class HFGenerator:
         loaded = [load_image(i.image_path) for i in items] if self.settings.images else []
         images = tuple(image for image, _ in loaded)
         extra = sum(self.image_tokens(images)) - len(images)  # each slot is one text token
-        if self.settings.decoding == "score":  # an answer's tokens + EOS (no weights needed)
-            room = max((len(self.tokenizer(i.asin, add_special_tokens=False)["input_ids"]) + 1
-                        for i in items), default=0)
-        else:
-            room = self.settings.max_new_tokens
+        room = self.turn.room(self.settings.decoding, self.settings.max_new_tokens,
+                              [i.asin for i in items])
         budget = self.max_length - room
 
         def count(text: str) -> int:

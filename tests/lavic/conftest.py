@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from transformers import PreTrainedTokenizerFast
 
-from lavic.distill import Described
-from lavic.tiny import IMAGE, char_tokenizer
+from lavic.model.tiny import IMAGE, char_tokenizer
+from lavic.stage1.data import Described
 
 __all__ = ["COLOURS", "IMAGE", "char_tokenizer", "examples", "tokenizer"]
 

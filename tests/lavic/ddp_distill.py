@@ -12,9 +12,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from lavic.arch import tiny_model
-from lavic.distill import DistillConfig, distill
-from lavic.embed import llava
+from lavic.model.embed import llava
+from lavic.model.tiny import tiny_model
+from lavic.stage1.distill import DistillConfig, distill
 from tests.lavic.conftest import char_tokenizer, examples
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from bench.task.data.release import ReleaseDataset
-from lavic.arch import tiny_model
-from lavic.checkpoint import ADAPTER_DIR
-from lavic.finetune import FinetuneConfig, RecSample, samples
-from lavic.lora import stage1
+from lavic.model.lora import stage1
+from lavic.model.tiny import tiny_model
+from lavic.stage2.config import FinetuneConfig
+from lavic.stage2.examples import RecExample, finetune_examples
+from lavic.store.checkpoint import ADAPTER_DIR
 from tests.conftest import write_release
 
 FAST = FinetuneConfig(candidates=3, max_length=900, batch_size=2, max_steps=4, eval_steps=2,
@@ -23,13 +24,13 @@ def model_for(tokenizer) -> torch.nn.Module:  # type: ignore[no-untyped-def]
     return tiny_model(vocab_size=len(tokenizer), projector_std=1.0)
 
 
-def world(root: Path) -> tuple[list[RecSample], list[RecSample]]:
-    """(train, valid) samples over the shipped SBERT candidates, 3 per conversation."""
+def world(root: Path) -> tuple[list[RecExample], list[RecExample]]:
+    """(train, valid) examples over the shipped SBERT candidates, 3 per conversation."""
     data = ReleaseDataset(write_release(root))
     out = []
     for split in (data.load("all_beauty", "valid"), data.load("all_beauty", "test")):
         ranked = {c.id: list(c.shipped_candidates["st"]) for c in split.conversations}
-        out.append(samples(split, ranked, k=3, seed=0))
+        out.append(finetune_examples(split, ranked, k=3, seed=0))
     return out[0], out[1][:4]
 
 

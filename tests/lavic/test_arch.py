@@ -6,7 +6,8 @@ import re
 
 import torch
 
-from lavic.arch import REAL_CONFIG, meta_model, preprocessor_settings, real_config, tiny_model
+from lavic.model.arch import REAL_CONFIG, meta_model, preprocessor_settings, real_config
+from lavic.model.tiny import tiny_model
 
 
 def tree(model: torch.nn.Module) -> set[tuple[str, str]]:

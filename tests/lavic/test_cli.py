@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.task.data.synthetic import SIZES, synthesize
-from lavic.describe import CACHE_FILE
+from lavic.stage1.describe import CACHE_FILE
 
 LIMIT = 3  # training and validation images per smoke run
 FAST = ["--max-steps", "2", "--eval-steps", "1", "--batch-size", "2", "--max-length", "512"]

@@ -19,18 +19,19 @@ from torch.utils.data import DataLoader
 from transformers import LlavaNextForConditionalGeneration
 from typer.testing import CliRunner
 
-import lavic.viewcache
+import lavic.store.viewcache
 from bench.cli import app
 from bench.core.errors import BenchError
 from bench.task.data.synthetic import synthesize
-from lavic.arch import tiny_model
 from lavic.cli import load_base
-from lavic.distill import Collator, DistillConfig, distill, placement, training_arguments
-from lavic.embed import embed_images, llava
-from lavic.finetune import finetune
-from lavic.tiny import tiny_folder
-from lavic.viewcache import ViewCache
-from lavic.views import ViewMaker
+from lavic.model.embed import embed_images, llava
+from lavic.model.tiny import tiny_folder, tiny_model
+from lavic.model.views import ViewMaker
+from lavic.settings import placement
+from lavic.stage1.distill import Collator, DistillConfig, distill
+from lavic.stage2.finetune import finetune
+from lavic.store.viewcache import ViewCache
+from lavic.training import training_arguments
 from tests.lavic.conftest import IMAGE, examples
 from tests.lavic.stage2_world import FAST as FAST2
 from tests.lavic.stage2_world import world as stage2_world
@@ -162,7 +163,7 @@ def test_filling_reads_one_batch_of_images_at_a_time(monkeypatch: pytest.MonkeyP
                                                      tmp_path: Path) -> None:
     paths = [ex.image for ex in examples(tmp_path / "img", 7)]
     alive: list[weakref.ref[Any]] = []
-    decoded = lavic.viewcache.load_image
+    decoded = lavic.store.viewcache.load_image
 
     def load(path: Path | None) -> Any:
         image, data = decoded(path)
@@ -176,8 +177,8 @@ def test_filling_reads_one_batch_of_images_at_a_time(monkeypatch: pytest.MonkeyP
         open_at_embed.append(sum(ref() is not None for ref in alive))
         return embed_images(*args, **kwargs)
 
-    monkeypatch.setattr(lavic.viewcache, "load_image", load)
-    monkeypatch.setattr(lavic.viewcache, "embed_images", embed)
+    monkeypatch.setattr(lavic.store.viewcache, "load_image", load)
+    monkeypatch.setattr(lavic.store.viewcache, "embed_images", embed)
     model = tiny_model(vocab_size=40, projector_std=1.0).to(torch.bfloat16)
     maker = ViewMaker(model.config)
     cache = ViewCache(tmp_path / "cache", base="b", stage1="none", views=maker, layer=-1,

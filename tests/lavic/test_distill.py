@@ -16,10 +16,10 @@ from transformers import EvalPrediction, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from bench.core.errors import BenchError
-from lavic.arch import tiny_model
-from lavic.distill import Collator, DistillConfig, distill, perplexity, token_nll
-from lavic.embed import llava, spliced_inputs, view_embeddings
-from lavic.views import ViewMaker
+from lavic.model.embed import llava, spliced_inputs, view_embeddings
+from lavic.model.tiny import tiny_model
+from lavic.model.views import ViewMaker
+from lavic.stage1.distill import Collator, DistillConfig, distill, perplexity, token_nll
 from tests.lavic.conftest import IMAGE, examples
 
 FAST = DistillConfig(batch_size=2, max_steps=6, eval_steps=2, learning_rate=1e-2,

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from bench.core.errors import BenchError
-from lavic.arch import tiny_model
-from lavic.embed import embed_images, spliced_inputs, view_embeddings
-from lavic.lora import LoraSpec, stage1
-from lavic.views import ViewMaker
+from lavic.model.embed import embed_images, spliced_inputs, view_embeddings
+from lavic.model.lora import LoraSpec, stage1
+from lavic.model.tiny import tiny_model
+from lavic.model.views import ViewMaker
 
 V, SIDE = 5, 28
 

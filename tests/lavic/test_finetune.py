@@ -14,6 +14,7 @@ from PIL import Image
 from transformers.trainer_utils import get_last_checkpoint
 from typer.testing import CliRunner
 
+from baselines.generators.chat import ChatTurn
 from bench.cli import app
 from bench.core import registry
 from bench.core.context import BuildContext
@@ -22,14 +23,16 @@ from bench.core.weights import weights_identity
 from bench.task.data.release import ReleaseDataset
 from bench.task.prompt import IMAGE_SLOT
 from bench.task.protocols import Request
-from lavic.checkpoint import adapter_hash, load_finetuned
-from lavic.embed import embed_images, llava
-from lavic.finetune import Collator, Encoder, Validator, finetune, image_rows
-from lavic.fulltokens import TokenCache
-from lavic.recdata import load_samples
-from lavic.recprompt import RecPrompt
-from lavic.viewcache import MISSING, ViewCache
-from lavic.views import ViewMaker
+from lavic.model.embed import embed_images, llava
+from lavic.model.views import ViewMaker
+from lavic.stage2.config import image_rows
+from lavic.stage2.examples import load_examples
+from lavic.stage2.finetune import Validator, finetune
+from lavic.stage2.prompt import RecPrompt
+from lavic.stage2.rows import Collator, RowBuilder
+from lavic.store.checkpoint import adapter_hash, load_finetuned
+from lavic.store.tokencache import TokenCache
+from lavic.store.viewcache import MISSING, ViewCache
 from tests.conftest import ASINS, write_release
 from tests.lavic.conftest import IMAGE
 from tests.lavic.stage2_world import FAST, fake_stage1, model_for, world
@@ -44,22 +47,23 @@ def data(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 def test_loss_on_the_id_and_eos_and_only_the_conversation_is_cut(tokenizer, data) -> None:
     train, _ = data
     sample = train[0]
-    coder = RecPrompt(tokenizer, IMAGE, 5, max_length=900)
-    row = Encoder(coder, None).row(sample)
+    coder = RecPrompt(ChatTurn(tokenizer), IMAGE, 5, max_length=900)
+    row = RowBuilder(coder, None).row(sample)
     kept = [t for t in row["labels"] if t != -100]
     assert tokenizer.decode(kept[:-1]) == sample.target and kept[-1] == tokenizer.eos_token_id
     prompt = tokenizer.decode(row["input_ids"][: len(row["input_ids"]) - len(kept)])
     assert prompt.count(IMAGE) == 5 * len(sample.candidates)
     for item in sample.candidates:
         assert f"{item.asin}: {item.title}\n{IMAGE * 5}" in prompt
-    full, truncated = coder.encode(sample.conversation * 20, sample.candidates, 11)
+    full, truncated = coder.encode(sample.conversation.context * 20, sample.candidates, 11)
     assert truncated and len(full) == 900 - 11
     text = tokenizer.decode(full)
     assert all(f"{i.asin}: {i.title}" in text for i in sample.candidates)
     assert text.endswith(IMAGE * 5)
     assert IMAGE_SLOT not in coder.sanitize(f"a {IMAGE_SLOT} in a title")
     with pytest.raises(BenchError, match="leave no room for the conversation"):
-        RecPrompt(tokenizer, IMAGE, 5, max_length=300).encode("hi", sample.candidates, 11)
+        RecPrompt(ChatTurn(tokenizer), IMAGE, 5, max_length=300).encode("hi", sample.candidates,
+                                                                        11)
 
 
 def test_training_reads_the_cache_and_moves_only_the_llm_adapter(tokenizer, data,
@@ -170,7 +174,8 @@ def test_entire_tokens_train_with_each_image_tokens_in_its_slots(tokenizer, data
     counts = [cache.counts[cache.key_of(p)] for p in paths]
     if definition == "views":  # 5 views x (2 x 2 patches of a 28 px view + [CLS])
         assert counts == [25, 25, 25]
-    ids, keys = Encoder(RecPrompt(tokenizer, IMAGE, 1, max_length=900), cache).prompt(sample, 11)
+    coder = RecPrompt(ChatTurn(tokenizer), IMAGE, 1, max_length=900)
+    ids, keys = RowBuilder(coder, cache).prompt(sample, 11)
     rows = cache.read(keys)
     assert rows.shape == (sum(counts), 1, 32)
     assert ids.count(model.config.image_token_index) == sum(counts)
@@ -183,7 +188,7 @@ def _valid(root: Path, validation: str) -> tuple[list, list]:  # type: ignore[ty
     stage 2: 12 conversations, candidates_st = the first 10 ASINs for each."""
     data = write_release(root)
     shutil.copyfile(data / "all_beauty" / "valid.jsonl", data / "all_beauty" / "train.jsonl")
-    return load_samples(data, ["all_beauty"], validation=validation,  # type: ignore[arg-type]
+    return load_examples(data, ["all_beauty"], validation=validation,  # type: ignore[arg-type]
                         warnings=Warnings())
 
 
@@ -195,8 +200,8 @@ def test_generate_validation_counts_pairs_on_the_raw_lists(tokenizer, tmp_path: 
     assert [s.truths for s in valid] == [(ASINS[i],) if i != 1 else (ASINS[1], ASINS[11])
                                          for i in range(12)]
     assert all(sorted(i.asin for i in s.candidates) == sorted(ASINS[:10]) for s in valid)
-    encoder = Encoder(RecPrompt(tokenizer, IMAGE, 0, max_length=2000), None)
-    asked = [encoder.asked(s, "generate") for s in valid]
+    builder = RowBuilder(RecPrompt(ChatTurn(tokenizer), IMAGE, 0, max_length=2000), None)
+    asked = [builder.asked(s, "generate") for s in valid]
     model = model_for(tokenizer)
     said = iter(["no idea"] + [f"Try {s.truths[0]}." for s in valid[1:]])
     seen = []
@@ -256,13 +261,13 @@ def test_validation_asks_and_reads_what_bench_run_does(tokenizer, tmp_path: Path
     gen = registry.generators.build("lavic-no-images", BuildContext(options={
         "model_path": str(base), "checkpoint": str(tmp_path / "s2"), "device": "cpu"},
         cache_dir=tmp_path / "cache"))
-    encoder = Encoder(gen.coder, None)
+    builder = RowBuilder(gen.coder, None)
     conversations = {c.id: c for c in ReleaseDataset(tmp_path / "data").load(
         "all_beauty", "valid").conversations}
     assert len(tested) == 3
     for record, sample in zip(tested, valid[:3], strict=True):
         assert record["presented"] == [i.asin for i in sample.candidates]  # the same order
-        asked = encoder.asked(sample, "generate")
+        asked = builder.asked(sample, "generate")
         request = Request(conversations[record["id"]], sample.candidates)
         assert gen.model_inputs([gen.render(request)])["input_ids"][0].tolist() == asked.prompt
         validator = Validator([asked], Collator(0, None, 32), tokenizer)

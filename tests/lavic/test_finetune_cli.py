@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-import lavic.finetune
+import lavic.stage2.finetune
 from bench.core.errors import BenchError
 from bench.task.data.synthetic import synthesize
-from lavic.checkpoint import identity
-from lavic.distill import write_spec
-from lavic.finetune import FinetuneConfig, Validator
 from lavic.grid import grid_points, point_name, run_grid
+from lavic.stage2.config import FinetuneConfig
+from lavic.stage2.finetune import Validator
+from lavic.store.checkpoint import identity
+from lavic.training import write_spec
 from tests.lavic.test_cli import FAST, bench, one_error
 
 STAGE2 = ["--max-steps", "2", "--eval-steps", "1", "--batch-size", "2", "--limit", "3"]
@@ -78,7 +79,7 @@ def test_finetune_grid_trains_every_point_and_keeps_the_best_by_hr1(
     table = {1e-4: [0.25, 0.5], 1e-3: [0.75, 0.25]}
     training: list[float] = []
     evaluated: list[float] = []
-    real = lavic.finetune.finetune
+    real = lavic.stage2.finetune.finetune
 
     def finetune(*args: Any, **kwargs: Any) -> dict[str, Any]:
         training.append(args[5].learning_rate)
@@ -88,7 +89,7 @@ def test_finetune_grid_trains_every_point_and_keeps_the_best_by_hr1(
         evaluated.append(training[-1])
         return table[training[-1]][evaluated.count(training[-1]) - 1]
 
-    monkeypatch.setattr(lavic.finetune, "finetune", finetune)
+    monkeypatch.setattr(lavic.stage2.finetune, "finetune", finetune)
     monkeypatch.setattr(Validator, "hit_rate", hit_rate)
     out = tmp_path / "s2"
     args = ["lavic", "finetune", "--data-dir", stages["world"], "--domain", "all_beauty",

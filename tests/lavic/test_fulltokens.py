@@ -10,13 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
+from baselines.generators.chat import ChatTurn
 from bench.core.errors import BenchError
 from bench.task.data.schema import Item
-from lavic.arch import real_config
-from lavic.embed import embed_images
-from lavic.fulltokens import AnyResTokens, TokenCache, ViewTokens, entire_tokens
-from lavic.recprompt import RecPrompt
-from lavic.views import ViewMaker
+from lavic.model.arch import real_config
+from lavic.model.embed import embed_images
+from lavic.model.fulltokens import AnyResTokens, ViewTokens, entire_tokens
+from lavic.model.views import ViewMaker
+from lavic.stage2.prompt import RecPrompt
+from lavic.store.tokencache import TokenCache
 from tests.lavic.conftest import IMAGE
 from tests.lavic.stage2_world import model_for
 
@@ -75,22 +77,22 @@ def test_rows_are_stored_in_the_model_dtype_once_per_image(tokenizer, tmp_path: 
 def test_the_prompt_holds_exactly_the_tokens_and_is_refused_beyond_max_length(
         tokenizer) -> None:
     items = tuple(Item(asin=f"B0000000{i}", title=f"thing {i}") for i in range(3))
-    room = 11
-    one_slot = RecPrompt(tokenizer, IMAGE, 1, max_length=10_000)
+    room, turn = 11, ChatTurn(tokenizer)
+    one_slot = RecPrompt(turn, IMAGE, 1, max_length=10_000)
     short, _ = one_slot.encode("hi there", items, room)
     full, truncated = one_slot.encode("hi there", items, room, [25, 25, 25])
     assert not truncated and full.count(tokenizer.convert_tokens_to_ids(IMAGE)) == 3 * 25
     assert len(full) == len(short) + 3 * 24  # each image's one slot became 25
-    exact = RecPrompt(tokenizer, IMAGE, 1, max_length=len(full) + room)
+    exact = RecPrompt(turn, IMAGE, 1, max_length=len(full) + room)
     assert exact.encode("hi there", items, room, [25] * 3) == (full, False)
-    cut, truncated = RecPrompt(tokenizer, IMAGE, 1, max_length=len(full) + room - 1).encode(
+    cut, truncated = RecPrompt(turn, IMAGE, 1, max_length=len(full) + room - 1).encode(
         "hi there", items, room, [25] * 3)
     assert truncated and len(cut) < len(full)  # the conversation lost text, no image did
     assert cut.count(tokenizer.convert_tokens_to_ids(IMAGE)) == 3 * 25
     fixed = len(full) - len("hi there")  # the instruction, candidates and images
     with pytest.raises(BenchError, match="leave no room for the conversation"):
-        RecPrompt(tokenizer, IMAGE, 1, max_length=fixed - 5).encode("hi there", items, room,
-                                                                     [25] * 3)
+        RecPrompt(turn, IMAGE, 1, max_length=fixed - 5).encode("hi there", items, room,
+                                                               [25] * 3)
 
 
 def test_anyres_is_llava_own_features_counted_from_the_size(tokenizer) -> None:

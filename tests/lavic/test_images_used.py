@@ -22,11 +22,12 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from bench.task.data.synthetic import LEXICON, synthesize
-from lavic.distill import Collator, Described, DistillConfig, DistillTrainer, token_nll
-from lavic.distill import training_arguments as distill_arguments
-from lavic.prompts import DESCRIBE_PROMPT
-from lavic.tiny import SPECIALS, image_aware_tiny
-from lavic.views import ViewMaker
+from lavic.model.tiny import SPECIALS, image_aware_tiny
+from lavic.model.views import ViewMaker
+from lavic.stage1.data import Described
+from lavic.stage1.distill import Collator, DistillConfig, DistillTrainer, token_nll
+from lavic.stage1.prompt import DESCRIBE_PROMPT
+from lavic.training import training_arguments as distill_arguments
 
 HELD_OUT = 50
 STEPS, BATCH, LR = 1_000, 16, 3e-3  # about 130 CPU-s a seed

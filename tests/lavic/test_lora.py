@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from lavic.arch import meta_model, real_config, tiny_model
-from lavic.embed import view_embeddings
-from lavic.lora import LoraSpec, stage1, stage1_count, stage2, stage2_count, trainable
+from lavic.model.arch import meta_model, real_config
+from lavic.model.embed import view_embeddings
+from lavic.model.lora import LoraSpec, stage1, stage1_count, stage2, stage2_count, trainable
+from lavic.model.tiny import tiny_model
 
 REAL_STAGE1, REAL_STAGE2 = 3_645_440, 20_971_520
 LLM_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

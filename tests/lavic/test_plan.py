@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.task.data.synthetic import synthesize
-from lavic.arch import real_config
 from lavic.cost import GPUS, Sizes, forward
+from lavic.model.arch import real_config
+from lavic.model.tiny import tiny_folder
 from lavic.plan import PlanConfig, evenly
-from lavic.prompts import describe_prompt
-from lavic.tiny import tiny_folder
+from lavic.stage1.prompt import describe_prompt
 
 DOMAIN = "all_beauty"
 

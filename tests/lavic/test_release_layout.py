@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bench.cli import app
-from lavic.data import read_descriptions
+from lavic.stage1.data import read_descriptions
 from tests.requires import missing
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "reddit-amazon"

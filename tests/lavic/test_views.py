@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from bench.core.errors import BenchError
-from lavic.arch import preprocessor_settings, real_config, tiny_config
-from lavic.views import ImageProcessor, ViewMaker
+from lavic.model.arch import preprocessor_settings, real_config
+from lavic.model.tiny import tiny_config
+from lavic.model.views import ImageProcessor, ViewMaker
 
 QUADRANTS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]  # TL, TR, BL, BR
 

@@ -2,7 +2,7 @@
 candidate image as every token of its views instead of one [CLS] vector per view.
 
 Definition ``views`` (the default, the paper's row): the same views the LaViC prompt uses
-(:class:`lavic.views.ViewMaker`), every position of the same vision layer the [CLS] embedding
+(:class:`lavic.model.views.ViewMaker`), every position of the same vision layer the [CLS] embedding
 comes from ([CLS] and all patches: 5 x 577 = 2,885 tokens per image on the real model), each
 through the projector. The vision side is the base model's, frozen: the paper fine-tunes
 LLaVA-v1.6 "directly", with no self-distillation (Section 5.3). The count per image is fixed,
@@ -14,17 +14,14 @@ layer and selection strategy, any-resolution grid, unpadding and newline tokens)
 depends on the image's size (up to 2,928 on the real model) and the model's processor counts
 them from the size alone.
 
-Rows are computed once per image (eval mode, no gradient) into the harness's cache in the
-model's dtype (2,885 x 4,096 bf16 values are 23.6 MB per image) and read back as
-``(tokens, 1, hidden)``: each token fills one placeholder slot.
+Rows are computed once per image (eval mode, no gradient) into the harness's cache
+(:mod:`lavic.store.tokencache`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -32,11 +29,9 @@ from PIL import Image
 from transformers import LlavaNextConfig, LlavaNextProcessor
 
 from bench.core.errors import BenchError
-from bench.execution.array_cache import ArrayCache
-from lavic.arch import preprocessor_settings
-from lavic.embed import llava
-from lavic.viewcache import CACHE_DIR, ImageRows
-from lavic.views import DEFAULT_VIEWS, ImageProcessor, ViewMaker
+from lavic.model.arch import preprocessor_settings
+from lavic.model.embed import llava
+from lavic.model.views import DEFAULT_VIEWS, ImageProcessor, ViewMaker
 
 EntireTokens = Literal["views", "anyres"]
 
@@ -145,50 +140,3 @@ def entire_tokens(definition: EntireTokens, config: LlavaNextConfig, *, views: i
                          where="views", hint="leave views at its default")
     return AnyResTokens(config, tokenizer, tokenizer.convert_ids_to_tokens(
         config.image_token_index))
-
-
-class TokenCache(ImageRows):
-    """Every image's entire-token rows, one store per (token count, dtype): a store's rows
-    share a shape, and rows of another dtype are other numbers."""
-
-    def __init__(self, root: Path, *, base: str, full: Tokens, hidden: int) -> None:
-        super().__init__()
-        self.full, self.hidden, self.root = full, hidden, Path(root) / CACHE_DIR
-        self.key = "lavic-full-tokens;" + json.dumps({"base": base, **full.settings()},
-                                                      sort_keys=True)
-        self.store = ArrayCache(self.root, self.key)  # names the producer in identities
-        self.counts: dict[bytes, int] = {}
-        self.dtype = torch.float32  # of the rows :meth:`read` returns: the last fill's model
-        self._stores: dict[tuple[int, torch.dtype], ArrayCache] = {}
-
-    def _store(self, tokens: int) -> ArrayCache:
-        at = (tokens, self.dtype)
-        if at not in self._stores:
-            self._stores[at] = ArrayCache(self.root, f"{self.key};tokens={tokens};"
-                                          f"dtype={str(self.dtype).removeprefix('torch.')}")
-        return self._stores[at]
-
-    def fill(self, model: torch.nn.Module, images: dict[bytes, Image.Image],
-             batch_size: int = 16) -> int:
-        self.dtype = next(llava(model).model.multi_modal_projector.parameters()).dtype
-        groups: dict[int, list[bytes]] = {}
-        for key, image in images.items():
-            self.counts[key] = self.full.count(image)
-            groups.setdefault(self.counts[key], []).append(key)
-        done = 0
-        for tokens, keys in groups.items():
-            store = self._store(tokens)
-            todo = [keys[i] for i in store.missing(keys)]
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start:start + batch_size]
-                rows = self.full.embed(model, [images[k] for k in batch])
-                if rows.shape[1] != tokens:
-                    raise RuntimeError(f"{rows.shape[1]} image features, {tokens} counted")
-                store.write(batch, rows)
-            done += len(todo)
-        return done
-
-    def read(self, keys: list[bytes]) -> torch.Tensor:
-        rows = [self._store(self.counts[k]).read([k])[0] for k in keys]
-        flat = torch.cat(rows) if rows else torch.zeros(0, self.hidden, dtype=self.dtype)
-        return flat.unsqueeze(1)

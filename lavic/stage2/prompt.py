@@ -2,17 +2,19 @@
 
 The words are the harness's own (``bench.task.prompt``, the paper's Table 11): each candidate is
 ``ID: title`` followed by its image slot, which becomes ``views`` placeholder tokens (the
-model's ``<image>`` token) per image. Stage 2 trains on exactly the ids the ``lavic`` generator
-later feeds (the generator's rendering hooks delegate here), and only the conversation is cut,
-oldest text first, so that prompt plus answer fit the input limit.
+model's ``<image>`` token) per image. The turn is rendered and tokenised by the chat-turn rule
+every local prompt uses (:class:`baselines.generators.chat.ChatTurn`). Stage 2 trains on
+exactly the ids the ``lavic`` generator later feeds (the generator's rendering hooks delegate
+here, and both leave the generator's answer room), and only the conversation is cut, oldest
+text first, so that prompt plus answer fit the input limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
+from baselines.generators.chat import ChatTurn
 from bench.core.errors import BenchError
 from bench.task import prompt as table11
 from bench.task.data.schema import Item
@@ -20,9 +22,9 @@ from bench.task.data.schema import Item
 
 @dataclass(frozen=True)
 class RecPrompt:
-    """Renders and tokenises the Table 11 prompt for one tokenizer and view setting."""
+    """Renders and tokenises the Table 11 prompt for one chat turn and view setting."""
 
-    tokenizer: Any
+    turn: ChatTurn
     placeholder: str  # the token a view embedding replaces
     slots: int  # placeholders per image (0: titles only)
     max_length: int
@@ -40,27 +42,6 @@ class RecPrompt:
     def format_slots(self, text: str) -> str:
         return text.replace(table11.IMAGE_SLOT, self.placeholder * self.slots)
 
-    def chat(self, text: str) -> str:
-        """The user turn through the tokenizer's chat template, or as it is without one."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return str(self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True))
-        return text
-
-    def add_special_tokens(self, chat_text: str) -> bool:
-        """BOS from the tokenizer unless the chat template already wrote it."""
-        bos = self.tokenizer.bos_token
-        return not (bos and chat_text.startswith(bos))
-
-    def ids(self, chat_text: str) -> list[int]:
-        encoded = self.tokenizer(chat_text, add_special_tokens=self.add_special_tokens(chat_text))
-        return list(encoded["input_ids"])
-
-    def answer(self, asin: str) -> list[int]:
-        """The ID's tokens as the model emits them after the prompt, then end-of-sequence."""
-        return [*self.tokenizer(asin, add_special_tokens=False)["input_ids"],
-                self.tokenizer.eos_token_id]
-
     def expand(self, text: str, counts: Sequence[int]) -> str:
         """Image ``i``'s single placeholder -> ``counts[i]`` of them (full image tokens)."""
         parts = text.split(self.placeholder)
@@ -77,13 +58,13 @@ class RecPrompt:
         extra = sum(counts) - len(counts) if counts is not None else 0
         built = table11.build(
             self.sanitize(conversation), shown, with_images=self.with_images,
-            count_tokens=lambda text: len(self.ids(self.chat(self.format_slots(text)))) + extra,
+            count_tokens=lambda text: len(self.turn.encode(self.format_slots(text))) + extra,
             budget=self.max_length - room)
         if built.over_budget:
             raise BenchError(
                 f"the instruction and {len(items)} candidates leave no room for the "
                 f"conversation in {self.max_length} tokens", where="lavic prompt",
                 hint="raise max_length or show fewer candidates")
-        text = self.chat(self.format_slots(built.text))
-        return self.ids(self.expand(text, counts) if counts is not None else text), \
+        text = self.turn.render(self.format_slots(built.text))
+        return self.turn.ids(self.expand(text, counts) if counts is not None else text), \
             built.truncated

@@ -19,7 +19,7 @@ from PIL import Image
 from transformers import LlavaNextForConditionalGeneration
 
 from bench.core.errors import BenchError
-from lavic.views import ViewMaker
+from lavic.model.views import ViewMaker
 
 DEFAULT_VISION_LAYER = -1
 

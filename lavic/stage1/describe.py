@@ -1,5 +1,5 @@
 """The full-token model describes each image with the paper's Table 10 prompt (greedy, at most
-128 new tokens): the targets of stage 1.
+128 new tokens): what stage 1 teaches the view embeddings to say.
 
 Every answer is appended to ``cache.jsonl`` (fsync'd per batch) under the sha256 of (model
 identity, image hash, title, prompt, decoding settings), so a killed run loses at most one
@@ -22,14 +22,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoProcessor, BatchFeature, LlavaNextForConditionalGeneration
 
+from baselines.generators.chat import ChatTurn
 from bench.core.errors import BenchError, Warnings
 from bench.core.weights import weights_identity
 from bench.execution import progress as bars
 from bench.task.data.release import read_jsonl
 from bench.task.images import read_image
-from lavic.data import Target
-from lavic.distill import image_hash, placement
-from lavic.prompts import describe_prompt, render
+from lavic.settings import placement
+from lavic.stage1.data import ImageToDescribe, image_hash
+from lavic.stage1.prompt import describe_prompt
 
 MAX_NEW_TOKENS = 128
 CACHE_FILE = "cache.jsonl"
@@ -85,10 +86,10 @@ class DescriptionCache:
             os.fsync(fh.fileno())
 
 
-def cache_key(identity: str, target: Target, prompt: str, dtype: torch.dtype) -> str:
+def cache_key(identity: str, image: ImageToDescribe, prompt: str, dtype: torch.dtype) -> str:
     """The answer's key: the model's dtype is in it (bf16 decodes other words than fp32),
     its device is not."""
-    payload = [identity, image_hash(target.image), target.title, prompt,
+    payload = [identity, image_hash(image.image), image.title, prompt,
                {"greedy": True, "max_new_tokens": MAX_NEW_TOKENS, "dtype": str(dtype)}]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
@@ -107,10 +108,10 @@ class Batches(Dataset[Prepared]):
     """The images left to describe, ``batch_size`` per item: read and run through the
     processor wherever the DataLoader calls it (a worker process with ``workers`` > 0)."""
 
-    def __init__(self, todo: Sequence[tuple[Target, str, str]], processor: Any,
-                 batch_size: int, special_tokens: bool) -> None:
+    def __init__(self, todo: Sequence[tuple[ImageToDescribe, str, str]], processor: Any,
+                 batch_size: int, turn: ChatTurn) -> None:
         self.todo, self.processor, self.batch_size = todo, processor, batch_size
-        self.special_tokens = special_tokens
+        self.turn = turn
 
     def __len__(self) -> int:
         return -(-len(self.todo) // self.batch_size)
@@ -118,16 +119,17 @@ class Batches(Dataset[Prepared]):
     def __getitem__(self, index: int) -> Prepared:
         rows = self.todo[index * self.batch_size:(index + 1) * self.batch_size]
         images, texts, keys, unreadable = [], [], [], []
-        for target, text, key in rows:
-            found = read_image(target.image)
+        for wanted, text, key in rows:
+            found = read_image(wanted.image)
             if found.image is None:
-                unreadable.append((key, str(target.image), str(found.problem)))
+                unreadable.append((key, str(wanted.image), str(found.problem)))
                 continue
             images.append(found.image)
             texts.append(text)
             keys.append(key)
         inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt",
-                                add_special_tokens=self.special_tokens) if images else None
+                                add_special_tokens=self.turn.special_tokens(texts[0])
+                                ) if images else None
         return Prepared(keys, inputs, unreadable, len(rows))
 
 
@@ -137,7 +139,7 @@ def as_is(batch: Prepared) -> Prepared:
 
 
 def describe(
-    targets: Sequence[Target],
+    images: Sequence[ImageToDescribe],
     name_or_path: str,
     out: Path,
     *,
@@ -147,22 +149,22 @@ def describe(
     dtype: str = "auto",
     warnings: Warnings,
     progress: Callable[[int], None] = lambda described: None,
-) -> tuple[list[tuple[Target, str]], str]:
-    """(target, description) for each usable image, and the model identity. An unreadable
+) -> tuple[list[tuple[ImageToDescribe, str]], str]:
+    """(image, description) for each usable image, and the model identity. An unreadable
     image is a counted warning and gets no description. One progress bar on stderr while it
     runs; ``progress`` is called once at the end with the number of newly described images."""
     model, processor, identity = load_model(name_or_path, device, dtype)
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues every row from its last token
     cache = DescriptionCache(out / CACHE_FILE, warnings)
-    keyed: list[tuple[Target, str, str]] = []
-    special = True
-    for target in targets:
-        text, special = render(tokenizer, describe_prompt(target.title, processor.image_token))
-        keyed.append((target, text, cache_key(identity, target, text, model.dtype)))
+    turn = ChatTurn(tokenizer)
+    keyed: list[tuple[ImageToDescribe, str, str]] = []
+    for wanted in images:
+        text = turn.render(describe_prompt(wanted.title, processor.image_token))
+        keyed.append((wanted, text, cache_key(identity, wanted, text, model.dtype)))
     todo = [entry for entry in keyed if entry[2] not in cache.known]
     unusable: set[str] = set()
-    loader = DataLoader(Batches(todo, processor, batch_size, special), batch_size=None,
+    loader = DataLoader(Batches(todo, processor, batch_size, turn), batch_size=None,
                         num_workers=workers, collate_fn=as_is)
     with bars.bar(total=len(todo), desc="describing", unit="image", quiet=not todo) as bar:
         for batch in loader:

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on the installed transformers
     from transformers import LlavaNextImageProcessor as ImageProcessor
 
 from bench.core.errors import BenchError
-from lavic.arch import preprocessor_settings
+from lavic.model.arch import preprocessor_settings
 
 # views per image -> (rows, columns) of the grid that follows the base view
 VIEW_GRIDS: dict[int, tuple[int, int]] = {1: (1, 1), 5: (2, 2), 9: (2, 4)}

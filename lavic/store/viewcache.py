@@ -31,10 +31,9 @@ from PIL import Image
 from baselines.generators.hf import load_image
 from bench.execution import progress
 from bench.execution.array_cache import ArrayCache
-from lavic.embed import embed_images, llava
-from lavic.views import ViewMaker
+from lavic.model.embed import embed_images, llava
+from lavic.model.views import ViewMaker
 
-NO_STAGE1 = "none"
 MISSING = b"missing-image:white-square"  # the row of every candidate without a usable image
 CACHE_DIR = "lavic-views"
 

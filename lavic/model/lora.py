@@ -19,16 +19,19 @@ from pydantic import Field
 from torch import nn
 from transformers import LlavaNextConfig
 
-from lavic.embed import llava
+from lavic.model.embed import llava
 
 
 @dataclass(frozen=True)
 class LoraSpec:
     """The paper's LoRA hyper-parameters (Section 5.1) as defaults."""
 
-    r: Annotated[int, Field(gt=0)] = 8
-    alpha: Annotated[int, Field(gt=0)] = 32
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # checked where a schema holds it
+    # checked where a schema holds it; the descriptions are the options' help lines
+    r: Annotated[int, Field(gt=0, description="LoRA rank (the paper: 8).")] = 8
+    alpha: Annotated[int, Field(gt=0, description=(
+        "LoRA scaling numerator: updates are scaled by alpha / r (the paper: 32)."))] = 32
+    dropout: Annotated[float, Field(ge=0, lt=1, description=(
+        "Dropout on the LoRA branch's input, 0 <= p < 1 (the paper: 0.1)."))] = 0.1
 
 
 def _linears(model: nn.Module, *prefixes: str) -> list[str]:

@@ -1,10 +1,10 @@
-"""The real LLaVA-NeXT architecture as data, and tiny models with exactly its module tree.
+"""The real LLaVA-NeXT architecture as data.
 
 LaViC is built on ``llava-hf/llava-v1.6-mistral-7b-hf``. Its ``config.json`` and
 ``preprocessor_config.json`` are embedded here (the values that shape the model) so that tests
-can check the method against the real architecture without downloading 15 GB: the real model
-can be instantiated on the ``meta`` device for free, and :func:`tiny_model` builds a model of the
-same classes with shrunken sizes that runs on a CPU in milliseconds.
+and ``bench lavic plan`` can check the method against the real architecture without downloading
+15 GB: the real model can be instantiated on the ``meta`` device for free, and
+:mod:`lavic.model.tiny` shrinks the same configuration for CPU runs.
 """
 
 from __future__ import annotations
@@ -74,31 +74,10 @@ REAL_PREPROCESSOR: dict[str, Any] = {
     "size": {"shortest_edge": 336},
 }
 
-# Shrunken sizes for tests: the same GQA ratio (4 query heads per KV head) as Mistral-7B and
-# CLIP's patch size; everything else small enough for a CPU.
-TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 1}
-TINY_VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-               "num_attention_heads": 2, "image_size": 28, "projection_dim": 16}
-
 
 def real_config() -> LlavaNextConfig:
     """The real model's configuration, built in-process (no hub access)."""
     return LlavaNextConfig(**copy.deepcopy(REAL_CONFIG))
-
-
-def tiny_config(*, vocab_size: int = 64, image_token_index: int | None = None) -> LlavaNextConfig:
-    """The real configuration with shrunken sizes; the image token is the last vocabulary id
-    unless given, and the grid pinpoints are scaled with the image side."""
-    raw = copy.deepcopy(REAL_CONFIG)
-    raw["text_config"].update(TINY_TEXT, vocab_size=vocab_size, max_position_embeddings=2048)
-    raw["vision_config"].update(TINY_VISION)
-    raw["vocab_size"] = vocab_size
-    raw["image_token_index"] = vocab_size - 1 if image_token_index is None else image_token_index
-    scale = TINY_VISION["image_size"] / REAL_CONFIG["vision_config"]["image_size"]
-    raw["image_grid_pinpoints"] = [[round(h * scale), round(w * scale)]
-                                   for h, w in REAL_CONFIG["image_grid_pinpoints"]]
-    return LlavaNextConfig(**raw)
 
 
 def preprocessor_settings(config: LlavaNextConfig) -> dict[str, Any]:
@@ -109,24 +88,6 @@ def preprocessor_settings(config: LlavaNextConfig) -> dict[str, Any]:
     settings["size"] = {"shortest_edge": side}
     settings["image_grid_pinpoints"] = [list(p) for p in config.image_grid_pinpoints]
     return settings
-
-
-def tiny_model(
-    *, vocab_size: int = 64, seed: int = 0, projector_std: float | None = None
-) -> LlavaNextForConditionalGeneration:
-    """A randomly initialised tiny LLaVA-NeXT in eval mode.
-
-    ``projector_std`` re-initialises the projector's weights: with the default (0.02) the
-    projected embeddings of different images are nearly identical on a tiny model, and an LLM
-    trained on them learns to ignore the images.
-    """
-    torch.manual_seed(seed)
-    model = LlavaNextForConditionalGeneration(tiny_config(vocab_size=vocab_size))
-    if projector_std is not None:
-        for layer in (model.model.multi_modal_projector.linear_1,
-                      model.model.multi_modal_projector.linear_2):
-            torch.nn.init.normal_(layer.weight, std=projector_std)
-    return model.eval()
 
 
 def meta_model(config: LlavaNextConfig | None = None) -> LlavaNextForConditionalGeneration:

@@ -11,15 +11,19 @@ copy, not a description of that picture). With the model's, every image on disk 
 Validation images are the records of ``item2meta_valid.jsonl`` in ``valid_images/``, with
 their ``image_description_llava_cleaned``. A missing image is a counted warning, never a silent
 drop. ``describe`` writes ``descriptions.json`` once, atomically; ``distill`` reads it back as
-:class:`~lavic.distill.Described` pairs.
+:class:`Described` pairs. Nothing here loads a model library.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from bench.core.errors import BenchError, Warnings
 from bench.execution.store import write_json_atomic
@@ -35,7 +39,6 @@ from bench.task.data.release import (
     parse_image_name,
     read_jsonl,
 )
-from lavic.distill import Described
 
 DESCRIPTIONS_FILE = "descriptions.json"
 # Layout of descriptions.json; 2: every image k of an item, validation from valid_images/.
@@ -46,7 +49,7 @@ RERUN = "re-run `bench lavic describe --out DIR` and pass --descriptions DIR"
 
 
 @dataclass(frozen=True)
-class Target:
+class ImageToDescribe:
     """One image to describe: ``index`` is k in ``{ASIN}_{k}.jpg``."""
 
     split: str
@@ -55,6 +58,31 @@ class Target:
     title: str
     image: Path
     release: str  # the release's LLaVA description of this image ("" when it has none)
+
+
+class Described(BaseModel):
+    """One stage-1 pair: an item's image and the description the full-token model wrote."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    title: str
+    image: Path
+    description: str
+
+
+def image_hash(path: Path) -> str:
+    """sha256 of the image file's bytes (its identity in specs and caches)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as err:
+        raise BenchError(f"cannot read image: {err.strerror}", where=str(path)) from err
+
+
+def data_hash(examples: Sequence[Described]) -> str:
+    """One hash over titles, descriptions and image bytes, in order."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex.title, ex.description, image_hash(ex.image)]).encode())
+    return digest.hexdigest()
 
 
 def _text(value: Any) -> str:
@@ -81,10 +109,10 @@ def _described(asin: str, details: dict[str, Any], where: str,
 
 
 def _train(root: Path, images: Path, *, source: Source, images_per_item: int | None,
-                  warnings: Warnings) -> list[Target]:
+           warnings: Warnings) -> list[ImageToDescribe]:
     """The training images of ``item2meta_train.json``, item by item, k ascending."""
     where = str(root / META_TRAIN)
-    out: list[Target] = []
+    out: list[ImageToDescribe] = []
     for asin, details in load_meta(root).records.items():
         if "image_name" in details:  # a validation record (item2meta_valid.jsonl)
             continue
@@ -105,16 +133,16 @@ def _train(root: Path, images: Path, *, source: Source, images_per_item: int | N
                 warnings.add("no_image", f"image {k} of {asin} is not on disk; skipped",
                              where=str(path))
             else:
-                out.append(Target("train", asin, k, str(details.get("title") or ""), path,
-                                  texts.get(k, "")))
+                out.append(ImageToDescribe("train", asin, k, str(details.get("title") or ""),
+                                           path, texts.get(k, "")))
     return out
 
 
 def _valid(root: Path, images: Path, *, source: Source,
-                  warnings: Warnings) -> list[Target]:
+           warnings: Warnings) -> list[ImageToDescribe]:
     """The validation images of ``item2meta_valid.jsonl`` (unparseable lines are counted by
     :func:`~bench.task.data.release.load_meta`)."""
-    out: list[Target] = []
+    out: list[ImageToDescribe] = []
     for line in read_jsonl(root / META_VALID):
         record = line.record
         if record is None:
@@ -132,14 +160,15 @@ def _valid(root: Path, images: Path, *, source: Source,
             warnings.add("no_image", f"validation image {name} is not on disk; skipped",
                          where=str(images / name))
         else:
-            out.append(Target("valid", parsed[0], parsed[1], str(record.get("title") or ""),
-                              images / name, text))
+            out.append(ImageToDescribe("valid", parsed[0], parsed[1],
+                                       str(record.get("title") or ""), images / name, text))
     return out
 
 
-def targets(data_dir: Path, *, source: Source = "model", images_dir: Path | None = None,
-            valid_images_dir: Path | None = None, images_per_item: int | None = None,
-            limit: int | None = None, warnings: Warnings) -> list[Target]:
+def images_to_describe(data_dir: Path, *, source: Source = "model",
+                       images_dir: Path | None = None, valid_images_dir: Path | None = None,
+                       images_per_item: int | None = None, limit: int | None = None,
+                       warnings: Warnings) -> list[ImageToDescribe]:
     """Training then validation images; with ``source="release"`` only those the release
     describes. A folder or file that is missing, or no image left, is one error line."""
     root = Path(data_dir)
@@ -180,7 +209,7 @@ def targets(data_dir: Path, *, source: Source = "model", images_dir: Path | None
 
 
 def write_descriptions(out: Path, source: str, images_per_item: int | None,
-                       described: list[tuple[Target, str]]) -> Path:
+                       described: list[tuple[ImageToDescribe, str]]) -> Path:
     """``out/descriptions.json``: the pairs stage 1 trains and validates on."""
     payload: dict[str, Any] = {"format": FORMAT, "source": source,
                                "images_per_item": images_per_item}
