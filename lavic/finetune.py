@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -54,6 +54,10 @@ from lavic.views import ViewMaker
 
 Variant = Literal["lavic", "no-images", "no-distill", "entire-tokens"]
 Validation = Literal["generate", "score"]
+#: the stage-2 loss: ``generate``, next-token NLL of the target's ID + EOS (the paper's);
+#: ``listwise``, cross-entropy of a softmax over the k candidates' ID + EOS log-likelihoods
+#: (one signal per example over all candidates: what a CPU budget of a few hundred steps needs)
+Objective = Literal["generate", "listwise"]
 METRIC = "hr@1"
 #: new tokens a generate-mode answer may take: the lavic generator's default
 GENERATED = HFOptions.model_fields["max_new_tokens"].default
@@ -72,6 +76,14 @@ class FinetuneConfig(DistillConfig):
     batch_size: int = Field(1, gt=0)  # Section 5.1: "set the batch size to 1"
     embed_batch_size: int = Field(16, gt=0)
     validation: Validation = "generate"  # the test's protocol; score: faster, easier
+    objective: Objective = "generate"
+
+    @model_validator(mode="after")
+    def _listwise_rows(self) -> FinetuneConfig:
+        if self.objective == "listwise" and self.batch_size != 1:
+            raise ValueError("objective listwise scores one conversation's candidates at a "
+                             "time: use batch_size 1 (grad_accum for larger batches)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,9 @@ class Asked:
 class Encoder:
     """Samples -> training rows (ids, labels, image keys) through one :class:`RecPrompt`."""
 
-    def __init__(self, coder: RecPrompt, cache: ImageRows | None) -> None:
-        self.coder, self.cache = coder, cache
+    def __init__(self, coder: RecPrompt, cache: ImageRows | None,
+                 objective: Objective = "generate") -> None:
+        self.coder, self.cache, self.objective = coder, cache, objective
 
     def keys(self, sample: RecSample) -> list[bytes]:
         if self.cache is None:
@@ -138,10 +151,18 @@ class Encoder:
         return self.coder.encode(sample.conversation, sample.candidates, room, counts)[0], keys
 
     def row(self, sample: RecSample) -> dict[str, Any]:
+        """Prompt + the target's ID + EOS, labelled on the answer; ``listwise`` adds every
+        candidate's answer and the target's index (the prompt leaves room for the longest)."""
         answer = self.coder.answer(sample.target)
-        prompt, keys = self.prompt(sample, len(answer))
+        if self.objective == "generate":
+            prompt, keys = self.prompt(sample, len(answer))
+            return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
+                    "images": keys}
+        answers = [self.coder.answer(item.asin) for item in sample.candidates]
+        prompt, keys = self.prompt(sample, max(map(len, answers)))
         return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
-                "images": keys}
+                "images": keys, "answers": answers, "prompt_length": len(prompt),
+                "target": [item.asin for item in sample.candidates].index(sample.target)}
 
     def asked(self, sample: RecSample, validation: Validation) -> Asked:
         """A validation request: the prompt leaves the room the lavic generator leaves (its
@@ -187,8 +208,10 @@ class Collator:
                 row["labels"])
             mask[i, :n] = 1
         keys = [k for row in batch for k in row["images"]]
+        listwise = {name: [row[name] for row in batch] for name in
+                    ("answers", "prompt_length", "target") if name in batch[0]}
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
-                "views": self.views(keys)}
+                "views": self.views(keys), **listwise}
 
 
 class Validator:
@@ -244,7 +267,15 @@ class FinetuneTrainer(DistillTrainer):
     def nll(self, inner: torch.nn.Module, inputs: dict[str, torch.Tensor],
             wrapped: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         embeds = spliced_inputs(inner, inputs["input_ids"], inputs["views"])
-        return labelled_nll(wrapped, embeds, inputs["attention_mask"], inputs["labels"])
+        if "answers" not in inputs:
+            return labelled_nll(wrapped, embeds, inputs["attention_mask"], inputs["labels"])
+        # listwise (batch 1): the loss is the candidates' cross-entropy, weighted by the
+        # answer's token count so that compute_loss's division by tokens leaves it as is
+        count = (inputs["labels"][:, 1:] != IGNORE).sum(-1).float()
+        length = inputs["prompt_length"][0]
+        loss = listwise_loss(wrapped, embeds[:, :length], inputs["answers"][0],
+                             inputs["target"][0])
+        return loss.unsqueeze(0) * count, count
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -254,6 +285,33 @@ class FinetuneTrainer(DistillTrainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
                                                          metrics)
         return metrics
+
+
+def listwise_loss(forward: torch.nn.Module, embeds: torch.Tensor, answers: Sequence[list[int]],
+                  target: int) -> torch.Tensor:
+    """-log softmax over the candidates' summed ID + EOS log-likelihoods, at the target: the
+    prompt runs once and its KV cache, repeated per candidate, feeds all k answers in one
+    batch (as :func:`~baselines.generators.scoring.score_continuations` scores them, with
+    gradients)."""
+    out = forward(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2],
+                  dtype=torch.long, device=embeds.device), use_cache=True, logits_to_keep=1)
+    name = "cache" if "cache" in out else "past_key_values"
+    first = out.logits[0, -1].float().log_softmax(-1)
+    width = max(len(a) for a in answers) - 1
+    totals = torch.stack([first[a[0]] for a in answers])
+    if width:
+        cache = out[name]
+        cache.batch_repeat_interleave(len(answers))
+        rows = torch.tensor([a[:-1] + [a[0]] * (width - len(a) + 1) for a in answers],
+                            device=embeds.device)
+        mask = torch.ones((len(answers), embeds.shape[1] + width), dtype=torch.long,
+                          device=embeds.device)
+        logp = forward(input_ids=rows, attention_mask=mask, use_cache=True,
+                       **{name: cache}).logits.float().log_softmax(-1)
+        later = [logp[k, torch.arange(len(a) - 1), torch.tensor(a[1:])].sum()
+                 for k, a in enumerate(answers)]
+        totals = totals + torch.stack(later)
+    return -totals.log_softmax(-1)[target]
 
 
 #: what each validation protocol asks, for result.json
@@ -342,7 +400,7 @@ def finetune(
         cache.fill_paths(model, (i.image_path for s in (*train, *valid) for i in s.candidates),
                          config.embed_batch_size)
     encoder = Encoder(RecPrompt(tokenizer, placeholder, slots(config), config.max_length),
-                      cache)
+                      cache, config.objective)
     train_rows = [encoder.row(s) for s in train]
     asked = [encoder.asked(s, config.validation) for s in valid]
     spec = {"stage": "finetune", "base": base_identity, "stage1": stage1_id,
