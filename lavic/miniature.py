@@ -66,11 +66,11 @@ class Preset:
     distill_eval_steps: int = 50
     distill_batch: int = 4
     distill_lr: float = 1e-3
-    distill_max_length: int = 128
+    distill_max_length: int = 176  # Table 10 is ~125 tokens; colour, shape, pattern follow
     finetune_steps: int = 150
     finetune_eval_steps: int = 75
     finetune_lr: float = 5e-4
-    finetune_max_length: int = 256
+    finetune_max_length: int = 384  # instruction + 4 titles ~250 tokens, conversation ~60
     objective: Literal["generate", "listwise"] = "listwise"
     validation: Literal["generate", "score"] = "score"
     decoding: Literal["generate", "score"] = "score"
@@ -232,13 +232,12 @@ def cut_list(ranked: Sequence[str], truths: Sequence[str], k: int) -> list[str]:
     kept = list(dict.fromkeys(ranked))[:k]
     missing = [t for t in truths if t not in kept]
     for truth in missing:
-        for i in range(len(kept) - 1, -1, -1):
-            if kept[i] not in truths:
-                kept[i] = truth
-                break
-        else:
+        others = [i for i, c in enumerate(kept) if c not in truths]
+        if len(kept) < k or not others:
             kept.append(truth)
-    return kept[:k] if len(kept) > k else kept
+        else:
+            kept[others[-1]] = truth
+    return kept
 
 
 def cut_world(source: Path, out: Path, preset: Preset) -> Path:
