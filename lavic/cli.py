@@ -377,3 +377,26 @@ def _plan_command() -> Any:
 
 
 app.command("plan")(_plan_command())
+
+
+@app.command()
+@user_errors
+def miniature(
+    out: Out,
+    preset: Annotated[str, typer.Option(help="cpu (k=4, 1 view, listwise, ~105 min on one "
+                                        "thread) or gpu (the paper's k=10, 5 views).")] = "cpu",
+    smoke: Annotated[bool, typer.Option(help="A few minutes: the plumbing only, the numbers "
+                                        "mean nothing.")] = False,
+    device: Annotated[Device, typer.Option(help="auto: cuda when there is one.")] = "auto",
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Threads torch uses on the CPU (default: torch's own choice).")] = None,
+) -> None:
+    """Table 7 in miniature: SmolLM2-135M as the LLM, every stage on the synthetic world,
+    `bench table` and `bench compare` of LaViC against its ablations (lavic/miniature/)."""
+    from lavic.miniature import PRESETS, run_miniature
+
+    if preset not in PRESETS:
+        raise BenchError(f"--preset {preset!r}", where="bench lavic miniature",
+                         hint=f"use {' or '.join(PRESETS)}")
+    run_miniature(out, preset=preset, smoke=smoke, device=device,  # type: ignore[arg-type]
+                  threads=threads, echo=typer.echo)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from baselines.generators.hf import HFOptions
 from lavic.model.fulltokens import EntireTokens, entire_tokens
@@ -23,6 +23,10 @@ from lavic.store.viewcache import ImageRows, ViewCache
 
 Variant = Literal["lavic", "no-images", "no-distill", "entire-tokens"]
 Validation = Literal["generate", "score"]
+#: the stage-2 loss: ``generate``, next-token NLL of the target's ID + EOS (the paper's);
+#: ``listwise``, cross-entropy of a softmax over the k candidates' ID + EOS log-likelihoods
+#: (one signal per example over all candidates: what a CPU budget of a few hundred steps needs)
+Objective = Literal["generate", "listwise"]
 #: new tokens a generated answer may take: the lavic generator's default ``max_new_tokens``,
 #: which is also the answer room stage 2's prompts leave (the ids are the test's)
 GENERATED: int = HFOptions.model_fields["max_new_tokens"].default
@@ -53,6 +57,17 @@ class FinetuneConfig(TrainingConfig):
         "How the epoch and grid point are chosen: generate (the test's protocol: shipped "
         "lists, greedy answers, the paper's parser) or score (ground truth inserted, "
         "best-scored ID: faster, easier)."))
+    objective: Objective = Field("generate", description=(
+        "The loss: generate (next-token NLL of the target's ID + EOS, the paper's) or "
+        "listwise (softmax over the candidates' ID + EOS log-likelihoods; batch size 1; its "
+        "prompt leaves the room score decoding leaves)."))
+
+    @model_validator(mode="after")
+    def _listwise_rows(self) -> FinetuneConfig:
+        if self.objective == "listwise" and self.batch_size != 1:
+            raise ValueError("objective listwise scores one conversation's candidates at a "
+                             "time: use batch_size 1 (grad_accum for larger batches)")
+        return self
 
 
 def slots(config: FinetuneConfig) -> int:

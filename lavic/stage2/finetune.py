@@ -36,6 +36,7 @@ from lavic.stage2.prompt import RecPrompt
 from lavic.stage2.rows import Asked, Collator, RowBuilder, rows_hash
 from lavic.store import checkpoint
 from lavic.training import (
+    IGNORE,
     NllTrainer,
     labelled_nll,
     pad_id,
@@ -101,7 +102,15 @@ class FinetuneTrainer(NllTrainer):
     def nll(self, inner: torch.nn.Module, inputs: dict[str, torch.Tensor],
             wrapped: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         embeds = spliced_inputs(inner, inputs["input_ids"], inputs["views"])
-        return labelled_nll(wrapped, embeds, inputs["attention_mask"], inputs["labels"])
+        if "answers" not in inputs:
+            return labelled_nll(wrapped, embeds, inputs["attention_mask"], inputs["labels"])
+        # listwise (batch 1): the loss is the candidates' cross-entropy, weighted by the
+        # answer's token count so that compute_loss's division by tokens leaves it as is
+        count = (inputs["labels"][:, 1:] != IGNORE).sum(-1).float()
+        length = inputs["prompt_length"][0]
+        loss = listwise_loss(wrapped, embeds[:, :length], inputs["answers"][0],
+                             inputs["target"][0])
+        return loss.unsqueeze(0) * count, count
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -111,6 +120,33 @@ class FinetuneTrainer(NllTrainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
                                                          metrics)
         return metrics
+
+
+def listwise_loss(forward: torch.nn.Module, embeds: torch.Tensor, answers: Sequence[list[int]],
+                  target: int) -> torch.Tensor:
+    """-log softmax over the candidates' summed ID + EOS log-likelihoods, at the target: the
+    prompt runs once and its KV cache, repeated per candidate, feeds all k answers in one
+    batch (as :func:`~baselines.generators.scoring.score_continuations` scores them, with
+    gradients)."""
+    out = forward(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2],
+                  dtype=torch.long, device=embeds.device), use_cache=True, logits_to_keep=1)
+    name = "cache" if "cache" in out else "past_key_values"
+    first = out.logits[0, -1].float().log_softmax(-1)
+    width = max(len(a) for a in answers) - 1
+    totals = torch.stack([first[a[0]] for a in answers])
+    if width:
+        cache = out[name]
+        cache.batch_repeat_interleave(len(answers))
+        rows = torch.tensor([a[:-1] + [a[0]] * (width - len(a) + 1) for a in answers],
+                            device=embeds.device)
+        mask = torch.ones((len(answers), embeds.shape[1] + width), dtype=torch.long,
+                          device=embeds.device)
+        logp = forward(input_ids=rows, attention_mask=mask, use_cache=True,
+                       **{name: cache}).logits.float().log_softmax(-1)
+        later = [logp[k, torch.arange(len(a) - 1), torch.tensor(a[1:])].sum()
+                 for k, a in enumerate(answers)]
+        totals = totals + torch.stack(later)
+    return -totals.log_softmax(-1)[target]
 
 
 #: what each validation protocol asks, for result.json
@@ -178,7 +214,7 @@ def finetune(
         cache.fill_paths(model, (i.image_path for s in (*train, *valid) for i in s.candidates),
                          config.embed_batch_size)
     builder = RowBuilder(RecPrompt(ChatTurn(tokenizer), placeholder, slots(config),
-                                   config.max_length), cache)
+                                   config.max_length), cache, config.objective)
     train_rows = [builder.row(s) for s in train]
     asked = [builder.asked(s, config.validation) for s in valid]
     spec = {"stage": "finetune", "base": base_identity, "stage1": stage1_id,

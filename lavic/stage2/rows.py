@@ -7,7 +7,10 @@ request leave ``max_new_tokens`` (its default, :data:`~lavic.stage2.config.GENER
 ``score`` request the longest candidate ID + EOS. So a conversation cut at the input limit is
 cut exactly as ``bench run --model lavic`` cuts it, and the model trains on the test's ids. A
 training row is that prompt plus the target's ID + EOS, which overruns the limit only by what
-the ID takes beyond the room.
+the ID takes beyond the room. A ``listwise`` row (:class:`FinetuneConfig.objective
+<lavic.stage2.config.FinetuneConfig>`) is scored, not generated, so its prompt leaves the room
+``score`` decoding leaves (the longest candidate ID + EOS) and it carries every candidate's
+answer: the ids of a ``score`` request, as the ``lavic`` generator scores them at test time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import torch
 
-from lavic.stage2.config import GENERATED
+from lavic.stage2.config import GENERATED, Objective
 from lavic.stage2.examples import RecExample
 from lavic.stage2.prompt import RecPrompt
 from lavic.store.tokencache import TokenCache
@@ -43,8 +46,9 @@ class RowBuilder:
     """Examples -> training rows (ids, labels, image keys) and validation requests through one
     :class:`RecPrompt`."""
 
-    def __init__(self, coder: RecPrompt, cache: ImageRows | None) -> None:
-        self.coder, self.cache = coder, cache
+    def __init__(self, coder: RecPrompt, cache: ImageRows | None,
+                 objective: Objective = "generate") -> None:
+        self.coder, self.cache, self.objective = coder, cache, objective
 
     def keys(self, example: RecExample) -> list[bytes]:
         if self.cache is None:
@@ -59,11 +63,18 @@ class RowBuilder:
                                  counts)[0], keys
 
     def row(self, example: RecExample) -> dict[str, Any]:
-        """A training row: the prompt ``bench run`` feeds (generate room), then ID + EOS."""
+        """A training row: the prompt ``bench run`` feeds, then ID + EOS labelled; ``listwise``
+        adds every candidate's answer and the target's index (score room, as scored)."""
         answer = self.coder.turn.answer(example.target)
-        prompt, keys = self.prompt(example, self.coder.turn.room("generate", GENERATED))
-        return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
-                "images": keys}
+        if self.objective == "generate":
+            prompt, keys = self.prompt(example, self.coder.turn.room("generate", GENERATED))
+            return {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer,
+                    "images": keys}
+        asked = self.asked(example, "score")
+        return {"input_ids": asked.prompt + answer,
+                "labels": [IGNORE] * len(asked.prompt) + answer, "images": asked.keys,
+                "answers": asked.answers, "prompt_length": len(asked.prompt),
+                "target": asked.candidates.index(example.target)}
 
     def asked(self, example: RecExample, validation: str) -> Asked:
         """A validation request with the room the lavic generator leaves in ``validation``
@@ -100,4 +111,7 @@ class Collator:
 
     def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         padded = pad_rows([(row["input_ids"], row["labels"]) for row in batch], self.pad_id)
-        return {**padded, "views": self.views([k for row in batch for k in row["images"]])}
+        listwise = {name: [row[name] for row in batch] for name in
+                    ("answers", "prompt_length", "target") if name in batch[0]}
+        return {**padded, "views": self.views([k for row in batch for k in row["images"]]),
+                **listwise}

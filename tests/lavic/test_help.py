@@ -26,7 +26,8 @@ def options() -> list[tuple[str, Any]]:
 
 def test_every_option_of_every_command_has_a_help_line_that_says_what_it_means() -> None:
     found = options()
-    assert {name for name, _ in found} == {"tiny", "describe", "distill", "finetune", "plan"}
+    assert {name for name, _ in found} == {"tiny", "describe", "distill", "finetune", "plan",
+                                           "miniature"}
     assert len(found) > 60  # every schema field of distill, finetune and plan (twice) is one
     for command, option in found:
         text = option.help or ""
