@@ -1,9 +1,11 @@
-"""Shared fixtures: a tiny dataset in the release layout, written per test."""
+"""Shared fixtures: a tiny dataset in the release layout, written per test; how many
+pytest-xdist workers, and each one's share of the cores."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,32 @@ TITLES = {
     "B00000000C": "Cotton cushion cover",
 }
 ASINS = list(TITLES)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """What pyproject's ``-n auto`` means: 2 workers (CI has 2 cores), or none on 1 core or when
+    the command names one test file -- a file runs whole on one worker (``--dist loadfile``), so
+    a second would only add its start-up."""
+    files = {arg.split("::")[0] for arg in config.args}
+    one_file = len(files) == 1 and files.pop().endswith(".py")
+    return 0 if one_file or _cores() < 2 else 2
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under N xdist workers, torch in each worker (and the ``bench`` processes tests start) uses
+    cores / N threads unless ``OMP_NUM_THREADS`` is set: N pools of every core each would
+    oversubscribe the machine and slow every worker down."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = max(1, _cores() // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when torch loads, here or in a child
+    if "torch" in sys.modules:  # already loaded (by a plug-in): set its pool directly
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def conversation(i: int, gt: list[str], context: str | None = None) -> dict:

